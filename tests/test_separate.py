@@ -1,0 +1,222 @@
+"""Tests for guitarsep.separate: lengths, resampling, references, chunking, Wiener path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from guitarsep.config import SETTINGS
+from guitarsep.metrics import si_sdr
+from guitarsep.score import Notes
+from guitarsep.separate import (
+    estimate_magnitude, mixture, oracle_irm, score_only, separate_batch, separate_clip,
+    wiener_target,
+)
+
+SR = 44100
+
+
+class MaskTimesMix(torch.nn.Module):
+    """Frame-local fake model: target magnitude = score mask x mixture magnitude."""
+
+    def __init__(self, score_kind="soft"):
+        super().__init__()
+        self.score_kind = score_kind
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, mix_mag, score, score_accomp=None):
+        if self.score_kind is None:
+            return mix_mag * self.gain
+        return mix_mag * score * self.gain
+
+
+class AccompChecker(MaskTimesMix):
+    """Like si_cnn, reads score_accomp; checks it is the parts-swapped soft mask."""
+
+    def forward(self, mix_mag, score, score_accomp=None):
+        assert score_accomp is not None and score_accomp.shape == score.shape
+        both = (score > 0) | (score_accomp > 0)
+        torch.testing.assert_close(score[both] + score_accomp[both],
+                                   torch.ones_like(score[both]))
+        return mix_mag * score
+
+
+def tone(midi: int, seconds: float, sr: int = SR, n_harm: int = 6) -> np.ndarray:
+    t = np.arange(int(round(seconds * sr))) / sr
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, n_harm + 1) if k * f0 < sr / 2)
+    return (0.1 * y).astype(np.float32)
+
+
+def two_tones(seconds: float, sr: int = SR, n: int | None = None):
+    """Target C4 held, other G4 held (both for the whole clip), with their notes."""
+    tgt, oth = tone(60, seconds, sr), tone(67, seconds, sr)
+    if n is not None:
+        tgt, oth = tgt[:n], oth[:n]
+    dur = tgt.size / sr
+    return (tgt + oth, tgt, oth, Notes.from_arrays([0.0], [dur], [60]),
+            Notes.from_arrays([0.0], [dur], [67]))
+
+
+def melody(seconds: float, sr: int = SR, seed: int = 0):
+    """Two random note sequences, for chunking tests (notes cross chunk boundaries)."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    parts = []
+    for lo, hi in ((55, 72), (45, 62)):
+        y = np.zeros(n, np.float32)
+        on, off, pitch = [], [], []
+        t0 = 0.0
+        while t0 < seconds - 0.1:
+            d = float(rng.uniform(0.15, 0.9))
+            p = int(rng.integers(lo, hi))
+            seg = tone(p, d, sr)
+            i0 = int(t0 * sr)
+            y[i0:i0 + seg.size] += seg[:max(0, n - i0)]
+            on.append(t0), off.append(min(t0 + d, seconds)), pitch.append(p)
+            t0 += d
+        parts.append((y, Notes.from_arrays(on, off, pitch)))
+    (tgt, tn), (oth, an) = parts
+    return tgt + oth, tgt, oth, tn, an
+
+
+# --- lengths and sample rates ----------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", ["modern", "low_res"])
+@pytest.mark.parametrize("n", [SR + 1, 2 * SR + 513, 12345])
+def test_output_length_matches_input(setting, n):
+    mix, _, _, tn, an = two_tones(n / SR + 0.01, n=n)
+    est = separate_clip(MaskTimesMix(), mix, tn, an, SETTINGS[setting])
+    assert est.shape == mix.shape and est.dtype == np.float32
+    assert np.all(np.isfinite(est))
+    assert np.abs(est).max() < 2 * np.abs(mix).max()
+
+
+def test_non_44k_input_rate():
+    sr = 22050
+    mix, tgt, _, tn, an = two_tones(2.0, sr=sr, n=2 * sr + 7)
+    for setting in ("modern", "low_res"):
+        est = separate_clip(MaskTimesMix(), mix, tn, an, SETTINGS[setting], sr=sr)
+        assert est.shape == mix.shape
+        assert si_sdr(est, tgt) > 0.0
+    assert oracle_irm(mix, tgt, SETTINGS["modern"], sr=sr).shape == mix.shape
+    assert score_only(mix, tn, an, SETTINGS["low_res"], sr=sr).shape == mix.shape
+
+
+# --- references --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", ["modern", "low_res"])
+def test_oracle_beats_score_only_beats_mixture(setting):
+    mix, tgt, _, tn, an = two_tones(3.0)
+    st = SETTINGS[setting]
+    s_oracle = si_sdr(oracle_irm(mix, tgt, st), tgt)
+    s_score = si_sdr(score_only(mix, tn, an, st), tgt)
+    s_mix = si_sdr(mixture(mix), tgt)
+    assert s_oracle > s_score > s_mix, (s_oracle, s_score, s_mix)
+    assert s_oracle > 10.0
+
+
+def test_mixture_returns_a_copy():
+    mix = np.arange(10, dtype=np.float32)
+    out = mixture(mix, "ignored", setting=None)
+    np.testing.assert_array_equal(out, mix)
+    assert out is not mix
+
+
+def test_score_only_equals_soft_mask_model():
+    mix, _, _, tn, an = two_tones(2.0)
+    st = SETTINGS["modern"]
+    np.testing.assert_allclose(separate_clip(MaskTimesMix("soft"), mix, tn, an, st),
+                               score_only(mix, tn, an, st), atol=1e-6)
+
+
+# --- chunking ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", ["modern", "low_res"])
+def test_chunked_equals_one_shot(setting):
+    mix, _, _, tn, an = melody(7.3)
+    st = SETTINGS[setting]
+    model = MaskTimesMix("soft")
+    one = separate_clip(model, mix, tn, an, st, chunk_s=None)
+    chunked = separate_clip(model, mix, tn, an, st, chunk_s=2.0, overlap_s=0.5, context_s=0.3)
+    assert chunked.shape == one.shape
+    np.testing.assert_allclose(chunked, one, atol=1e-4)
+    assert np.abs(one).max() > 0.01                  # not trivially zero
+
+
+def test_chunked_references_equal_one_shot():
+    mix, tgt, _, tn, an = melody(6.1, seed=3)
+    st = SETTINGS["modern"]
+    kw = dict(chunk_s=2.0, overlap_s=0.5, context_s=0.3)
+    np.testing.assert_allclose(oracle_irm(mix, tgt, st, **kw),
+                               oracle_irm(mix, tgt, st, chunk_s=None), atol=1e-4)
+    np.testing.assert_allclose(score_only(mix, tn, an, st, **kw),
+                               score_only(mix, tn, an, st, chunk_s=None), atol=1e-4)
+
+
+# --- Wiener path and model interface -----------------------------------------------------
+
+def test_identity_model_returns_the_mixture():
+    mix, _, _, tn, an = melody(3.0)
+    est = separate_clip(MaskTimesMix(None), mix, Notes.empty(), Notes.empty(), SETTINGS["modern"])
+    assert si_sdr(est, mix) > 60.0
+
+
+def test_wiener_target_limits():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 33)) + 1j * rng.standard_normal((20, 33))
+    np.testing.assert_allclose(wiener_target(X, np.abs(X), 1), X, atol=1e-6)
+    assert np.abs(wiener_target(X, np.zeros((20, 33)), 1)).max() < 1e-6
+    half = 0.5 * np.abs(X)
+    np.testing.assert_allclose(wiener_target(X, half, 0), 0.5 * X, rtol=1e-9)
+    np.testing.assert_allclose(wiener_target(X, half, 1), 0.5 * X, atol=1e-6)
+    # scale only moves norbert's regulariser: results agree far above it
+    np.testing.assert_allclose(wiener_target(X, half, 1, scale=1.0), 0.5 * X, atol=1e-4)
+    X_before = X.copy()
+    wiener_target(X, half, 1)
+    np.testing.assert_array_equal(X, X_before)     # norbert must not touch the caller's array
+
+
+def test_accomp_mask_is_passed():
+    mix, _, _, tn, an = two_tones(1.5)
+    est = separate_clip(AccompChecker("soft"), mix, tn, an, SETTINGS["low_res"])
+    assert est.shape == mix.shape
+
+
+def test_binary_model_and_restores_training_mode():
+    mix, tgt, _, tn, an = two_tones(1.5)
+    model = MaskTimesMix("binary")
+    model.train()
+    est = separate_clip(model, mix, tn, an, SETTINGS["modern"])
+    assert model.training
+    assert si_sdr(est, tgt) > 0.0
+
+
+def test_estimate_magnitude_checks():
+    X = torch.randn(1, 5, 2049, dtype=torch.complex64)
+    with pytest.raises(ValueError, match="needs the score"):
+        estimate_magnitude(MaskTimesMix("soft"), X, None)
+
+    class Bad(MaskTimesMix):
+        def forward(self, mix_mag, score, score_accomp=None):
+            return mix_mag[..., :10]
+    with pytest.raises(ValueError, match="expected"):
+        estimate_magnitude(Bad(None), X, None)
+    m = torch.zeros(1, 5, 2049, dtype=torch.bool)
+    out = estimate_magnitude(MaskTimesMix("soft"), X, {"target": m, "accomp": m})
+    assert out.shape == X.shape and float(out.abs().max()) == 0.0
+
+
+def test_separate_batch_models_and_references():
+    clips = []
+    for secs in (1.0, 1.3):
+        mix, tgt, oth, tn, an = two_tones(secs)
+        clips.append(dict(mix=mix, target=tgt, other=oth, target_notes=tn, accomp_notes=an))
+    st = SETTINGS["modern"]
+    for model in (MaskTimesMix(), "oracle_irm", "score_only", "mixture"):
+        out = list(separate_batch(model, clips, st, progress=False))
+        assert len(out) == 2
+        for clip, est in out:
+            assert est.shape == clip["mix"].shape
+    with pytest.raises(ValueError, match="unknown reference"):
+        list(separate_batch("oracle", clips, st, progress=False))
