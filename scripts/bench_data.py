@@ -69,7 +69,7 @@ def main(argv=None):
     profile = load_profile(args.profile, root=args.root)
     cfg = profile.train
     setting = SETTINGS["modern"]
-    assert cfg.batch_size == 16 and cfg.seq_seconds == 1.5 and cfg.hidden_size == 256 or \
+    assert cfg.batch_size == 16 and cfg.seq_frames == 64 and cfg.hidden_size == 256 or \
         args.profile != "default"
     t0 = time.perf_counter()
     if args.corpus:
@@ -83,7 +83,7 @@ def main(argv=None):
     t_load = time.perf_counter() - t0
     ds = RemixDataset(source, setting, cfg, seed=cfg.seed)
     res = {"source": kind, "load_s": round(t_load, 2), "n_pieces": source.n_pieces,
-           "batch": cfg.batch_size, "seq_seconds": cfg.seq_seconds,
+           "batch": cfg.batch_size, "seq_frames": cfg.seq_frames,
            "threads": torch.get_num_threads()}
 
     # (1) data path alone

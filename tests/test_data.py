@@ -79,7 +79,7 @@ def test_loader_matches_direct_batches(source, smoke_profile, setting):
 def test_sample_shapes_and_remix(source, smoke_profile, setting):
     cfg = smoke_profile.train
     ds = RemixDataset(source, setting, cfg)
-    N = int(round(cfg.seq_seconds * setting.sr))
+    N = (cfg.seq_frames - 1) * setting.hop
     T = N // setting.hop + 1
     for i in range(8):
         d = ds.draw(0, i)

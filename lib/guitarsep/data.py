@@ -78,9 +78,9 @@ def cache_dir(corpus_root: Path, setting: StftSetting) -> Path:
     return Path(corpus_root) / "cache" / setting.name
 
 
-def chunk_samples(setting: StftSetting, seconds: float) -> int:
-    """Samples of a training chunk of ``seconds`` at ``setting.sr``."""
-    return int(round(seconds * setting.sr))
+def chunk_samples(setting: StftSetting, frames: int) -> int:
+    """Samples of a training chunk whose ``center=True`` STFT has exactly ``frames`` frames."""
+    return (int(frames) - 1) * setting.hop
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -249,7 +249,7 @@ class RemixDataset(torch.utils.data.Dataset):
     any process, worker or rank. Returns numpy arrays (the :func:`collate` of a DataLoader
     turns a batch into tensors):
 
-    - ``mix``, ``target``: float32 ``(N,)`` with ``N = round(seq_seconds * sr)``;
+    - ``mix``, ``target``: float32 ``(N,)`` with ``N = (seq_frames - 1) * hop`` (so ``T = seq_frames``);
     - ``m_target``, ``m_accomp``: bool ``(T, F)``, ``T = N // hop + 1``, ``F = n_bins``.
     """
 
@@ -260,7 +260,7 @@ class RemixDataset(torch.utils.data.Dataset):
         self.cfg = train_cfg
         self.seed = int(train_cfg.seed if seed is None else seed)
         self.stream = _STREAMS[stream] if isinstance(stream, str) else int(stream)
-        self.n_samples = chunk_samples(setting, train_cfg.seq_seconds)
+        self.n_samples = chunk_samples(setting, train_cfg.seq_frames)
         self.n_frames = self.n_samples // setting.hop + 1
         self._cum = np.cumsum(source.weights)
 

@@ -131,7 +131,7 @@ class ScoreCNN(SeparationModel):
     def _decode(self, dec: nn.ModuleDict, code: Tensor) -> Tensor:
         h = torch.relu(dec["dense"](code)).view(-1, *self.code_shape)
         h = torch.relu(dec["h_deconv"](h))                           # (N, v, context, n_f)
-        return dec["v_deconv"](h)[:, 0]                  # (N, context, F')
+        return F.softplus(dec["v_deconv"](h))[:, 0]                  # (N, context, F')
 
     def estimate(self, mix: Tensor, score: Tensor | None, score_accomp: Tensor | None) -> Tensor:
         """``mix``, ``score``, ``score_accomp`` ``(B, T, nb)`` -> target magnitude ``(B, T, nb)``."""
@@ -143,5 +143,5 @@ class ScoreCNN(SeparationModel):
         h = torch.relu(self.h_conv(h))
         code = torch.relu(self.dense(h.flatten(1)))                        # (N, bottleneck)
         tgt, acc = (self._decode(d, code) for d in self.decoders)
-        mask = torch.sigmoid(tgt - acc)[..., :nb]                    # (N, ctx, nb)
+        mask = (tgt / (tgt + acc + self.eps))[..., :nb]                    # (N, ctx, nb)
         return self._overlap_add(mask, B, T) * mix
