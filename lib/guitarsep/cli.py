@@ -1,4 +1,4 @@
-"""Command line: ``guitarsep build-corpus | train | evaluate | figures``.
+"""Command line: ``guitarsep build-corpus | train | evaluate | figures | demo-page``.
 
 Each sub-command is a thin caller of the same functions the notebooks use, so the notebook
 path and the command-line path cannot disagree.
@@ -69,8 +69,35 @@ def _cmd_figures(profile, args) -> int:
     return 0
 
 
+def _cmd_demo_page(profile, args) -> int:
+    """Write the static listening page ``<figures_dir>/demo/`` from the run's own outputs."""
+    import pandas as pd
+
+    from .corpus import load_corpus
+    from .demo_page import page_size, write_demo_page
+    from .widgets import load_listen_models
+
+    scores_path = profile.results_dir / "scores.csv"
+    if not scores_path.is_file():
+        print(f"guitarsep: {scores_path} not found; run `make reproduce PROFILE={profile.name}`",
+              file=sys.stderr)
+        return 1
+    try:
+        corpus = load_corpus(profile)
+        models = load_listen_models(profile)
+    except FileNotFoundError as err:
+        print(f"guitarsep: {err}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    index = write_demo_page(profile, corpus, pd.read_csv(scores_path, dtype={"clip_id": str}),
+                            models=models, progress=not args.quiet)
+    print(f"{index} ({page_size(index.parent) / 1e6:.1f} MB, "
+          f"{time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 COMMANDS = {"build-corpus": _cmd_build_corpus, "train": _cmd_train,
-            "evaluate": _cmd_evaluate, "figures": _cmd_figures}
+            "evaluate": _cmd_evaluate, "figures": _cmd_figures, "demo-page": _cmd_demo_page}
 
 
 def main(argv=None) -> int:

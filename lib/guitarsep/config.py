@@ -263,9 +263,9 @@ def _default(root: Path) -> Profile:
         corpus=CorpusConfig(),
         # Budget (2 CPU cores, measured step times at batch 16 x 64 frames): UMX hidden 256
         # 0.09 s (modern) / 0.05 s (low_res); U-Net 0.44 s / 0.18 s; CNN 0.06 s (low_res).
-        # 15 epochs x 200 steps for modern UMX, fewer steps for the slower U-Net, so the eight
+        # 15 epochs x 180 steps for modern UMX, fewer steps for the slower U-Net, so the eight
         # models train in about 30 minutes.
-        train=TrainConfig(epochs=15, steps_per_epoch=200, patience=6, lr_decay_patience=3),
+        train=TrainConfig(epochs=15, steps_per_epoch=180, patience=6, lr_decay_patience=3),
         eval=EvalConfig(museval_clips_per_cell=5),
         models=figure_models({"modern-si_unet_soft": 0.17, "modern-si_unet_binary": 0.17,
                               "low_res-si_umx_soft": 0.5, "low_res-si_unet_soft": 0.2,

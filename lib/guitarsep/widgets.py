@@ -354,6 +354,11 @@ class EstimateCache:
             self.calls += 1
         return self._est[key]
 
+    def forget(self, clip_id: str) -> None:
+        """Drop a clip and its estimates."""
+        self._clips.pop(clip_id, None)
+        self._est = {k: v for k, v in self._est.items() if k[0] != clip_id}
+
     def __len__(self) -> int:
         return len(self._est)
 
