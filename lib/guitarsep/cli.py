@@ -1,4 +1,8 @@
-"""Command line: ``guitarsep build-corpus | train | evaluate | figures | demo-page``.
+"""Command line: ``guitarsep build-corpus | train | evaluate | figures | demo-page | separate``.
+
+``separate`` (``guitarsep separate MIX --score FILE [--part P] [--accomp FILE] [--model M]
+[--align] -o OUT.wav``) takes its own arguments (no profile): see
+:mod:`guitarsep.user_separate`.
 
 Each sub-command is a thin caller of the same functions the notebooks use, so the notebook
 path and the command-line path cannot disagree.
@@ -96,12 +100,78 @@ def _cmd_demo_page(profile, args) -> int:
     return 0
 
 
+def separate_parser() -> argparse.ArgumentParser:
+    """Arguments of ``guitarsep separate`` (its own parser: it takes no profile)."""
+    p = argparse.ArgumentParser(
+        prog="guitarsep separate",
+        description="Separate one guitar part from a recording of two guitars, given its "
+                    "score (MIDI, MusicXML, Guitar Pro .gp3/.gp4/.gp5, or the text format "
+                    "'onset offset pitch [velocity]').")
+    p.add_argument("mix", help="the recording (wav, flac, ogg, aiff, ...; any sample rate and "
+                               "channel count; down-mixed to mono)")
+    p.add_argument("--score", required=True, help="score file holding the part to extract")
+    p.add_argument("--part", default=None,
+                   help="the part to extract: index, name, or program:N (MIDI); default: "
+                        "the only part")
+    p.add_argument("--accomp", default=None,
+                   help="score of the other guitar (default: the other parts of --score; "
+                        "without any, the binary-mask model is used)")
+    p.add_argument("--accomp-part", default=None, help="part of --accomp (index or name)")
+    p.add_argument("--model", default=None,
+                   help="model name (shipped with the package, default si_umx_soft) or path "
+                        "to a model / training checkpoint (best.pt) / run folder")
+    p.add_argument("--align", action="store_true",
+                   help="align the score to the recording first (DTW on chroma + onsets)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.wav float32, .flac, .aiff, .ogg); mono, at the input's "
+                        "sample rate")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the batch-1 LSTM gains nothing from more "
+                        "and slows down badly when other programs keep the cores busy)")
+    p.add_argument("--chunk-s", type=float, default=30.0,
+                   help="seconds per inference chunk (memory vs. speed), default 30")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
+    return p
+
+
+def _cmd_separate(argv) -> int:
+    """``guitarsep separate MIX --score FILE [...] -o OUT``: see :func:`separate_parser`."""
+    args = separate_parser().parse_args(argv)
+    from .user_separate import SeparationError, separate_file
+
+    def log(msg: str) -> None:
+        if not args.quiet or msg.startswith("warning"):
+            print(msg, file=sys.stderr, flush=True)
+
+    try:
+        separate_file(args.mix, args.score, args.output, part=args.part,
+                      accomp_path=args.accomp, accomp_part=args.accomp_part, model=args.model,
+                      align=args.align, device=args.device, chunk_s=args.chunk_s,
+                      progress=False if args.quiet else None, log=log,
+                      threads=args.threads)
+    except SeparationError as err:
+        print(f"guitarsep separate: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("guitarsep separate: interrupted (no output written)", file=sys.stderr)
+        return 130
+    return 0
+
+
 COMMANDS = {"build-corpus": _cmd_build_corpus, "train": _cmd_train,
             "evaluate": _cmd_evaluate, "figures": _cmd_figures, "demo-page": _cmd_demo_page}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="guitarsep", description=__doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `separate` has its own arguments (no profile): it must be the first word
+    if argv and argv[0] == "separate":
+        return _cmd_separate(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="guitarsep", description=__doc__.split("\n")[0],
+        epilog="Separate your own recording: guitarsep separate MIX --score FILE -o OUT.wav "
+               "(see guitarsep separate --help).")
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--profile", default="default", help=f"one of {', '.join(PROFILE_NAMES)}")
     parser.add_argument("--root", default=None, help="project root (default: found from cwd)")

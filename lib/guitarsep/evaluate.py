@@ -66,24 +66,28 @@ class _Timed:
 
 
 def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: bool = True,
-                   jobs: list[EvalJob] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Separate and score every test clip for every job; write the results tables.
+                   jobs: list[EvalJob] | None = None,
+                   split: str = "test") -> tuple[pd.DataFrame, dict]:
+    """Separate and score every clip of ``split`` for every job; write the results tables.
 
     Returns ``(scores, timing)`` where ``scores`` is the tidy per-clip table
     (:data:`guitarsep.metrics.RESULT_COLUMNS`) and ``timing`` holds the wall seconds spent
-    separating and scoring. Writes ``<results_dir>/scores.csv`` and ``medians.csv``.
+    separating and scoring. Writes ``<results_dir>/scores.csv`` and ``medians.csv`` for the
+    test split, ``<split>_scores.csv`` and ``<split>_medians.csv`` otherwise. On a split other
+    than "test" (the validation clips, scenario "valid") every job runs on every clip.
     """
     from .train import load_trained
 
-    test = corpus.clips(split="test")
+    test = corpus.clips(split=split)
     if test.empty:
-        raise ValueError(f"{corpus.root}: the corpus has no test clips")
+        raise ValueError(f"{corpus.root}: the corpus has no {split} clips")
     # Each clip is read once and shared by all jobs (a few hundred 15 s clips fit in RAM).
     clips = {cid: corpus.clip(cid) for cid in test.clip_id}
     museval_ids = select_museval_clips(test, profile.eval.museval_clips_per_cell)
     frames, t_sep, t_total = [], 0.0, 0.0
     for job in jobs or evaluation_jobs(profile):
-        chosen = [clips[c] for c in test[test.scenario.isin(job.scenarios)].clip_id]
+        rows = test if split != "test" else test[test.scenario.isin(job.scenarios)]
+        chosen = [clips[c] for c in rows.clip_id]
         if not chosen:
             continue
         model = load_trained(profile, job.spec, device=device) if job.spec else job.model
@@ -97,9 +101,10 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     scores = pd.concat(frames, ignore_index=True)
     out = profile.results_dir
     out.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(out / "scores.csv", index=False, float_format="%.4f")
+    prefix = "" if split == "test" else f"{split}_"
+    scores.to_csv(out / f"{prefix}scores.csv", index=False, float_format="%.4f")
     medians_table(scores, n_boot=profile.eval.bootstrap, seed=profile.seed).to_csv(
-        out / "medians.csv", index=False, float_format="%.3f")
+        out / f"{prefix}medians.csv", index=False, float_format="%.3f")
     timing = {"separation_s": round(t_sep, 1), "metrics_s": round(t_total - t_sep, 1),
               "clips": len(clips), "rows": len(scores), "museval_clips": len(museval_ids)}
     return scores, timing

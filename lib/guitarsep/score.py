@@ -36,7 +36,7 @@ from guitarsep.config import MaskParams
 __all__ = [
     "Notes", "validate_notes", "load_notes", "list_parts", "save_notes", "notes_to_pretty_midi",
     "binary_score_mask", "soft_from_binary", "score_masks", "DEFAULT_VELOCITY",
-    "MIDI_EXTENSIONS", "TEXT_EXTENSIONS", "MUSICXML_EXTENSIONS",
+    "MIDI_EXTENSIONS", "TEXT_EXTENSIONS", "MUSICXML_EXTENSIONS", "GUITARPRO_EXTENSIONS",
 ]
 
 DEFAULT_VELOCITY = 90
@@ -44,6 +44,7 @@ DEFAULT_BPM = 120.0
 MIDI_EXTENSIONS = (".mid", ".midi")
 TEXT_EXTENSIONS = (".txt", ".csv", ".tsv", ".lab")
 MUSICXML_EXTENSIONS = (".xml", ".musicxml", ".mxl")
+GUITARPRO_EXTENSIONS = (".gp3", ".gp4", ".gp5")
 _TEXT_HEADER = "# onset offset pitch velocity"
 _TEXT_SEPARATORS = {".csv": ",", ".tsv": "\t"}     # everything else: one space
 
@@ -234,6 +235,11 @@ def load_notes(path: str | Path, part: int | str | None = None) -> Notes:
       (case-insensitive) or None for the only part. Times come from the score's metronome marks
       (120 bpm before the first / without one); ties are merged, chords give one note per
       pitch, zero-length (grace) notes and chord symbols are dropped, repeats are not expanded.
+    - ``.gp3``/``.gp4``/``.gp5`` (Guitar Pro tabs, pyguitarpro): ``part`` is a track index, a
+      track name (case-insensitive) or None for the only non-percussion track. Pitch = string
+      tuning + fret + capo; times from the song tempo and mix-table tempo changes; ties extend
+      the note on the same string; repeats (with alternate endings) are expanded as played;
+      rests, dead notes and grace notes give no note (see :func:`_load_guitarpro`).
 
     Raises ``ValueError`` naming the file for a missing, unreadable or corrupt file, an unknown
     extension, an unknown or ambiguous part (listing the parts found), an empty part and every
@@ -250,7 +256,8 @@ def list_parts(path: str | Path) -> list[str]:
     """One description per part of a score file, in part-index order.
 
     MIDI: ``"0: Guitar (program 25)"`` (``", drums"`` appended for drum tracks); MusicXML:
-    ``"0: Guitar I (id P1)"``; text files hold one part: ``["0: <file stem>"]``. Use the index
+    ``"0: Guitar I (id P1)"``; Guitar Pro: ``"0: Lead (6 strings, capo 0)"`` (``", drums"``
+    for percussion tracks); text files hold one part: ``["0: <file stem>"]``. Use the index
     or the name as ``part`` in :func:`load_notes`. Raises ``ValueError`` like :func:`load_notes`.
     """
     path = Path(path)
@@ -260,6 +267,8 @@ def list_parts(path: str | Path) -> list[str]:
         return [_describe_midi(i, inst) for i, inst in enumerate(_read_midi(path).instruments)]
     if ext in MUSICXML_EXTENSIONS:
         return [_describe_xml(i, p) for i, p in enumerate(_read_musicxml(path).parts)]
+    if ext in GUITARPRO_EXTENSIONS:
+        return [_describe_gp(i, t) for i, t in enumerate(_read_guitarpro(path).tracks)]
     return [f"0: {path.stem}"]
 
 
@@ -297,7 +306,11 @@ def _reader_for(path: Path):
     ext = path.suffix.lower()
     readers = {**{e: _load_midi for e in MIDI_EXTENSIONS},
                **{e: _load_text for e in TEXT_EXTENSIONS},
-               **{e: _load_musicxml for e in MUSICXML_EXTENSIONS}}
+               **{e: _load_musicxml for e in MUSICXML_EXTENSIONS},
+               **{e: _load_guitarpro for e in GUITARPRO_EXTENSIONS}}
+    if ext in (".gp", ".gpx"):
+        raise ValueError(f"{path}: Guitar Pro 6/7 files ({ext}) cannot be read; export the "
+                         f"tab as .gp5 (File > Export) or as MusicXML / MIDI")
     if ext not in readers:
         raise ValueError(f"{path}: unknown score extension {ext!r}; "
                          f"supported: {', '.join(readers)}")
@@ -477,6 +490,161 @@ def _tempo_map(score):
         return seg_seconds[seg] + (q - starts[seg]) * sec_per_q[seg]
 
     return to_seconds
+
+
+# Guitar Pro ----------------------------------------------------------------------------------
+
+_GP_OCTAVE_SHIFT = {"ottava": 12, "quindicesima": 24, "ottavaBassa": -12,
+                    "quindicesimaBassa": -24}
+_GP_MAX_PLAYED_MEASURES = 100_000     # guard against malformed repeat structures
+
+
+def _read_guitarpro(path: Path):
+    import guitarpro
+
+    try:
+        song = guitarpro.parse(str(path))
+    except Exception as e:  # pyguitarpro raises many types on corrupt files
+        raise ValueError(f"{path}: not a readable Guitar Pro file ({type(e).__name__}: {e})") \
+            from e
+    if not song.tracks:
+        raise ValueError(f"{path}: Guitar Pro file holds no tracks")
+    return song
+
+
+def _describe_gp(i: int, track) -> str:
+    return (f"{i}: {track.name or '<unnamed>'} ({len(track.strings)} strings, "
+            f"capo {track.offset}" + (", drums)" if track.isPercussionTrack else ")"))
+
+
+def _gp_play_order(headers) -> list[int]:
+    """Measure-header indices in playing order: repeats and alternate endings expanded.
+
+    The rule of TuxGuitar's MIDI player: a repeat-open bar marks where to jump back to; a bar
+    with ``repeatClose = n > 0`` jumps back ``n`` times; a bar with ``repeatAlternative`` (a
+    bit mask of the passes it belongs to) is skipped on the other passes. Unbalanced marks
+    are tolerated (a close without an open jumps back to the start).
+    """
+    order: list[int] = []
+    i, start, n_pass, last = 0, 0, 0, -1
+    while i < len(headers):
+        h = headers[i]
+        if h.isRepeatOpen and i > last:          # entering a repeated section for the 1st time
+            start, n_pass = i, 0
+        if h.repeatAlternative and not (h.repeatAlternative >> n_pass) & 1:
+            i += 1                               # ending of another pass
+            continue
+        order.append(i)
+        if len(order) > _GP_MAX_PLAYED_MEASURES:
+            raise ValueError("repeat structure does not terminate")
+        last = max(last, i)
+        if h.repeatClose > 0 and n_pass < h.repeatClose:
+            n_pass += 1
+            i = start
+            continue
+        if h.repeatClose > 0:
+            n_pass = 0
+        i += 1
+    return order
+
+
+def _gp_tempo_events(song) -> dict[int, list[tuple[int, float]]]:
+    """Header index -> sorted ``[(tick offset in the bar, bpm)]`` of mix-table tempo changes
+    (a tempo change is global: it is read from every track)."""
+    index = {id(h): k for k, h in enumerate(song.measureHeaders)}
+    events: dict[int, dict[int, float]] = {}
+    for track in song.tracks:
+        for measure in track.measures:
+            for voice in measure.voices:
+                for beat in voice.beats:
+                    mix = beat.effect.mixTableChange if beat.effect is not None else None
+                    if mix is None or mix.tempo is None or mix.tempo.value <= 0:
+                        continue
+                    k = index[id(measure.header)]
+                    events.setdefault(k, {})[beat.start - measure.header.start] = \
+                        float(mix.tempo.value)
+    return {k: sorted(v.items()) for k, v in events.items()}
+
+
+def _load_guitarpro(path: Path, part):
+    """Notes of one Guitar Pro track (see :func:`load_notes`).
+
+    Decisions: pitch = string tuning + fret + capo (``track.offset``), plus the beat's octave
+    sign (8va/15ma, GP5); a tied note extends the last note on the same string to the end of
+    its beat; rests, empty beats, dead (muted) notes and grace notes give no note; both voices
+    are read; a grace note (an effect on its main note) is dropped, the main note kept;
+    triplet feel, let-ring, bends and harmonics are ignored (harmonics sound at the fretted
+    pitch here). Tick times (960 per quarter, dots and tuplets included in
+    ``Duration.time``) become seconds through the song tempo and the mix-table tempo changes,
+    in playing order (repeats expanded, :func:`_gp_play_order`).
+    """
+    import guitarpro
+
+    song = _read_guitarpro(path)
+    tracks = song.tracks
+    i = _select(path, part, [t.name for t in tracks],
+                [_describe_gp(k, t) for k, t in enumerate(tracks)],
+                default=[k for k, t in enumerate(tracks) if not t.isPercussionTrack])
+    track = tracks[i]
+    headers = song.measureHeaders
+    try:
+        order = _gp_play_order(headers)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    tempo_events = _gp_tempo_events(song)
+    q = float(guitarpro.Duration.quarterTime)
+    tuning = {s.number: s.value for s in track.strings}
+    capo = int(track.offset or 0)
+
+    onset, offset, pitch, velocity = [], [], [], []
+    open_note: dict[int, int] = {}           # string number -> index of its sounding note
+    bpm = float(song.tempo) if song.tempo and song.tempo > 0 else DEFAULT_BPM
+    t_bar = 0.0                              # seconds at the start of the current bar
+    for k in order:
+        h = headers[k]
+        measure = track.measures[k]
+        # piecewise-constant tempo inside the bar: (tick, seconds at tick, bpm from tick on)
+        segs = [(0, 0.0, bpm)]
+        for tick, new_bpm in tempo_events.get(k, []):
+            t0, s0, b0 = segs[-1]
+            segs.append((tick, s0 + (tick - t0) / q * 60.0 / b0, new_bpm))
+        seg_ticks = np.array([s[0] for s in segs], dtype=np.float64)
+
+        def sec(tick: float, segs=segs, seg_ticks=seg_ticks, t_bar=t_bar) -> float:
+            j = int(np.searchsorted(seg_ticks, tick, side="right")) - 1
+            t0, s0, b0 = segs[max(j, 0)]
+            return t_bar + s0 + (tick - t0) / q * 60.0 / b0
+
+        for voice in measure.voices:
+            for beat in voice.beats:
+                if beat.status == guitarpro.BeatStatus.rest:
+                    open_note.clear()                # nothing rings through a rest
+                if beat.status != guitarpro.BeatStatus.normal or not beat.notes:
+                    continue
+                rel = beat.start - h.start
+                b_on, b_off = sec(rel), sec(rel + beat.duration.time)
+                octave = _GP_OCTAVE_SHIFT.get(getattr(beat.octave, "name", "none"), 0)
+                for note in beat.notes:
+                    if note.type == guitarpro.NoteType.tie and note.string in open_note:
+                        j = open_note[note.string]
+                        offset[j] = max(offset[j], b_off)
+                        continue
+                    if note.type not in (guitarpro.NoteType.normal, guitarpro.NoteType.tie):
+                        open_note.pop(note.string, None)     # rest / dead note
+                        continue
+                    if note.string not in tuning:
+                        raise ValueError(f"{path}: track {i} bar {h.number}: note on string "
+                                         f"{note.string}, the track has {len(tuning)} strings")
+                    open_note[note.string] = len(onset)
+                    onset.append(b_on)
+                    offset.append(b_off)
+                    pitch.append(tuning[note.string] + int(note.value) + capo + octave)
+                    velocity.append(min(127, max(1, int(note.velocity))))
+        # tempo in force at the end of the bar carries into the next bar played
+        bpm = segs[-1][2]
+        t_bar = sec(float(h.length))
+    return (np.array(onset, dtype=np.float64), np.array(offset, dtype=np.float64),
+            np.array(pitch, dtype=np.int64), np.array(velocity, dtype=np.int64))
 
 
 # --------------------------------------------------------------------------------------------

@@ -186,12 +186,13 @@ def _fmt_db(x) -> str:
 
 def metrics_html(table: pd.DataFrame) -> str:
     """A small HTML table of :func:`clip_metrics` (dB, one decimal; "—" for missing)."""
-    head = "".join(f"<th>{h}</th>" for h in ("model", "SI-SDR", "SDR", "SIR", "SAR"))
+    pad = "padding:0.1em 0.7em"
+    head = "".join(f"<th style='{pad}'>{h}</th>" for h in ("model", "SI-SDR", "SDR", "SIR", "SAR"))
     body = []
     for r in table.itertuples():
-        cells = "".join(f"<td style='text-align:right'>{_fmt_db(getattr(r, c))}</td>"
+        cells = "".join(f"<td style='text-align:right;{pad}'>{_fmt_db(getattr(r, c))}</td>"
                         for c in METRICS)
-        body.append(f"<tr><td>{html.escape(str(r.label))} "
+        body.append(f"<tr><td style='{pad}'>{html.escape(str(r.label))} "
                     f"<small>({html.escape(r.model)}, {html.escape(r.setting)})</small></td>"
                     f"{cells}</tr>")
     return (f"<table class='guitarsep-metrics'><thead><tr>{head}</tr></thead>"
@@ -415,6 +416,9 @@ class ListeningPanel:
         self.scenarios += sorted(set(self.scores["scenario"]) - set(self.scenarios))
         scenario = scenario or self.scenarios[0]
         sel = tuple(selected) if selected is not None else self.labels
+        if set(sel) - set(self.labels) or signal not in signal_names(sel):
+            raise ValueError(f"listening_panel: selected={sel}, signal={signal!r} not among "
+                             f"the models {self.labels}")
         combos = self._combinations(scenario)
         combination = combination if combination in combos else _ALL
         clip_id = clip_id or self._default_clip(scenario, combination)
@@ -422,6 +426,9 @@ class ListeningPanel:
         self.state = ViewState(scenario, combination, clip_id, sel, signal, False, ab_pair)
         self.view: _View | None = None
         self._syncing = False
+        self._players: dict = {}                  # signal name -> HBox(Label, Audio)
+        self._ab_row = None
+        self._png: dict[tuple[str, str], bytes] = {}   # (clip_id, signal) -> spectrogram
 
         lay = w.Layout(width="auto")
         self.scenario_dd = w.Dropdown(description="scenario", options=self.scenarios, layout=lay)
@@ -430,8 +437,7 @@ class ListeningPanel:
         self.models_sel = w.SelectMultiple(description="models", options=self.labels,
                                            rows=min(4, len(self.labels)))
         self.signal_dd = w.Dropdown(description="spectrogram", layout=lay)
-        self.ab_toggle = w.ToggleButton(description="A/B back to back", value=False,
-                                        icon="exchange")
+        self.ab_toggle = w.ToggleButton(description="A/B back to back", value=False)
         self.ab_a = w.Dropdown(description="A", layout=lay)
         self.ab_b = w.Dropdown(description="B", layout=lay)
         self.header = w.HTML()
@@ -461,7 +467,8 @@ class ListeningPanel:
     def _combinations(self, scenario: str) -> list[str]:
         combos = set(self.scores.loc[self.scores["scenario"] == scenario, "combination"])
         from guitarsep.figures import COMBINATIONS
-        return [_ALL, *[c for c in COMBINATIONS if c in combos], *sorted(combos - set(COMBINATIONS))]
+        return [_ALL, *[c for c in COMBINATIONS if c in combos],
+                *sorted(combos - set(COMBINATIONS))]
 
     def _clip_options(self, scenario: str, combination: str) -> list[tuple[str, str]]:
         return clip_options(self.scores, scenario, combination, reference=self.reference,
@@ -474,9 +481,6 @@ class ListeningPanel:
         if picked.empty:
             raise ValueError(f"no scored test clip in scenario {scenario!r} / {combination!r}")
         return str(picked.clip_id.iloc[0])
-
-    def _signal_options(self, labels: Sequence[str]) -> list[str]:
-        return signal_names(labels)
 
     # ---- callbacks ---------------------------------------------------------------------------
     def on_scenario_change(self, change) -> None:
@@ -586,9 +590,15 @@ class ListeningPanel:
         row = clip.row
         title = (f"{s.clip_id}: scenario {row.get('scenario')}, {row.get('combination')}, "
                  f"target {row.get('target_timbre')}, other {row.get('other_timbre')}")
-        png = spectrogram_png(signals[s.signal], clip.target_notes, clip.accomp_notes,
-                              sr=clip.sr, mask_params=self.profile.mask,
-                              title=f"{s.signal} — {s.clip_id}")
+        key = (s.clip_id, s.signal)
+        if key not in self._png:
+            if len(self._png) >= 32:
+                self._png.pop(next(iter(self._png)))
+            self._png[key] = spectrogram_png(signals[s.signal], clip.target_notes,
+                                             clip.accomp_notes, sr=clip.sr,
+                                             mask_params=self.profile.mask,
+                                             title=f"{s.signal} — {s.clip_id}")
+        png = self._png[key]
         ab = None
         if s.ab:
             a, b = (to_playback(signals[x], clip.sr, self.playback_sr) for x in s.ab_pair)
@@ -597,7 +607,10 @@ class ListeningPanel:
         return _View(s.clip_id, title, clip.sr, signals, metrics, png, ab)
 
     def refresh(self) -> None:
-        """Recompute the view and update the players, metrics, spectrogram and A/B player."""
+        """Recompute the view and update the players, metrics, spectrogram and A/B player.
+
+        Player widgets are kept per signal name and only their ``value`` changes, so a long
+        session (or an executed notebook's saved widget state) holds one player per signal."""
         import ipywidgets as w
 
         v = self.view = self.compute_view()
@@ -605,40 +618,51 @@ class ListeningPanel:
         self.metrics.value = metrics_html(v.metrics)
         rows = []
         for name, x in v.signals.items():
-            audio = w.Audio(value=encode_ogg(x, v.sr, rate=self.playback_sr), format="ogg",
-                            autoplay=False, loop=False)
-            rows.append(w.HBox([w.Label(name, layout=w.Layout(width="12em")), audio]))
+            if name not in self._players:
+                self._players[name] = w.HBox([w.Label(name, layout=w.Layout(width="12em")),
+                                           w.Audio(format="ogg", autoplay=False, loop=False)])
+            self._players[name].children[1].value = encode_ogg(x, v.sr, rate=self.playback_sr)
+            rows.append(self._players[name])
+        for name in [n for n in self._players if n not in v.signals]:
+            for child in (*self._players[name].children, self._players[name]):
+                child.close()
+            del self._players[name]
         self.players.children = rows
         self.spectrogram.value = v.png
         if v.ab_audio is not None:
+            if self._ab_row is None:
+                self._ab_row = w.HBox([w.Label(layout=w.Layout(width="12em")),
+                                       w.Audio(format="ogg", autoplay=False, loop=False)])
             a, b = self.state.ab_pair
-            audio = w.Audio(value=encode_ogg(v.ab_audio, self.playback_sr,
-                                             rate=self.playback_sr), format="ogg",
-                            autoplay=False, loop=False)
-            self.ab_box.children = [w.HBox([w.Label(f"A/B: {a} → {b}",
-                                                    layout=w.Layout(width="12em")), audio])]
+            self._ab_row.children[0].value = f"A/B: {a} → {b}"
+            self._ab_row.children[1].value = encode_ogg(v.ab_audio, self.playback_sr,
+                                                        rate=self.playback_sr)
+            self.ab_box.children = [self._ab_row]
         else:
             self.ab_box.children = []
 
     # ---- display -------------------------------------------------------------------------------
     def static_html(self, *, signals: Sequence[str] | None = None) -> str:
         """The current view as one self-contained HTML fragment: title, metrics table, an
-        ``<audio>`` player per signal (default: all; Ogg data URIs at the playback rate), the
-        A/B player when on, and the spectrogram (PNG data URI)."""
+        ``<audio>`` player per signal (Ogg data URIs at the playback rate; default: mixture,
+        target and the estimates, without the residuals, to keep executed notebooks small),
+        the A/B player when on, and the spectrogram (PNG data URI)."""
         v = self.view or self.compute_view()
-        names = list(v.signals) if signals is None else list(signals)
-        dur = lambda x, sr: len(x) / sr                                 # noqa: E731
-        rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>"
-            f"{audio_tag(encode_ogg(v.signals[n], v.sr, rate=self.playback_sr), duration=dur(v.signals[n], v.sr), title=n)}"
-            f"</td></tr>" for n in names)
+        names = (["mixture", "target", *self.state.models] if signals is None
+                 else list(signals))
+        rate = self.playback_sr
+
+        def player(x, sr, title=""):
+            return audio_tag(encode_ogg(x, sr, rate=rate), duration=len(x) / sr, title=title)
+
+        rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{player(v.signals[n], v.sr, n)}"
+                       f"</td></tr>" for n in names)
         ab = ""
         if v.ab_audio is not None:
             a, b = self.state.ab_pair
             ab = (f"<p>A/B: <b>{html.escape(a)}</b>, {self.gap_s:g} s silence, "
                   f"<b>{html.escape(b)}</b></p>"
-                  + audio_tag(encode_ogg(v.ab_audio, self.playback_sr, rate=self.playback_sr),
-                              duration=dur(v.ab_audio, self.playback_sr)))
+                  + player(v.ab_audio, rate, f"A/B: {a} then {b}"))
         img = base64.b64encode(v.png).decode()
         return (f"<div class='guitarsep-listen'><h4>{html.escape(v.title)}</h4>"
                 f"{metrics_html(v.metrics)}<table>{rows}</table>{ab}"
