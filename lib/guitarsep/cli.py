@@ -50,23 +50,31 @@ def _cmd_evaluate(profile, args) -> int:
     return 0
 
 
-def _cmd_figures(profile, args) -> int:
-    """Redraw the figures from the committed ``data/results/<profile>/scores.csv``."""
+def _read_scores(profile):
+    """The profile's committed results table, or None (with a one-line hint) when missing."""
     import pandas as pd
-
-    from .figures import write_figures
-    from .provenance import collect
 
     scores_path = profile.results_dir / "scores.csv"
     if not scores_path.is_file():
         print(f"guitarsep: {scores_path} not found; run `make reproduce PROFILE={profile.name}`",
               file=sys.stderr)
+        return None
+    return pd.read_csv(scores_path, dtype={"clip_id": str})
+
+
+def _cmd_figures(profile, args) -> int:
+    """Redraw the figures from the committed ``data/results/<profile>/scores.csv``."""
+    from .figures import write_figures
+    from .provenance import collect
+
+    scores = _read_scores(profile)
+    if scores is None:
         return 1
     old = profile.figures_dir / "provenance.json"
     # Keep the provenance of the run that produced the scores; note the redraw.
     prov = json.loads(old.read_text()) if old.is_file() else collect(profile)
     prov["redrawn_by"] = "guitarsep figures"
-    paths = write_figures(pd.read_csv(scores_path), profile.figures_dir, prov,
+    paths = write_figures(scores, profile.figures_dir, prov,
                           n_boot=profile.eval.bootstrap, seed=profile.seed)
     for p in paths.values():
         print(p)
@@ -75,16 +83,12 @@ def _cmd_figures(profile, args) -> int:
 
 def _cmd_demo_page(profile, args) -> int:
     """Write the static listening page ``<figures_dir>/demo/`` from the run's own outputs."""
-    import pandas as pd
-
     from .corpus import load_corpus
     from .demo_page import page_size, write_demo_page
     from .widgets import load_listen_models
 
-    scores_path = profile.results_dir / "scores.csv"
-    if not scores_path.is_file():
-        print(f"guitarsep: {scores_path} not found; run `make reproduce PROFILE={profile.name}`",
-              file=sys.stderr)
+    scores = _read_scores(profile)
+    if scores is None:
         return 1
     try:
         corpus = load_corpus(profile)
@@ -93,8 +97,7 @@ def _cmd_demo_page(profile, args) -> int:
         print(f"guitarsep: {err}", file=sys.stderr)
         return 1
     t0 = time.perf_counter()
-    index = write_demo_page(profile, corpus, pd.read_csv(scores_path, dtype={"clip_id": str}),
-                            models=models, progress=not args.quiet)
+    index = write_demo_page(profile, corpus, scores, models=models, progress=not args.quiet)
     print(f"{index} ({page_size(index.parent) / 1e6:.1f} MB, "
           f"{time.perf_counter() - t0:.0f} s)")
     return 0
