@@ -391,7 +391,15 @@ def _part_names(path: Path) -> tuple[list[list[str]], list[bool]]:
 
 
 def _resolve_part(path: Path, part) -> tuple[int | str | None, int]:
-    """``(part for load_notes, index of that part)``; errors as load_notes words them."""
+    """``(part for load_notes, index of that part)``; a bad part or file raises
+    :class:`SeparationError` worded as load_notes words it."""
+    try:
+        return _resolve_part_or_raise(path, part)
+    except ValueError as e:
+        raise SeparationError(_one_line(e, 400)) from None
+
+
+def _resolve_part_or_raise(path: Path, part) -> tuple[int | str | None, int]:
     from guitarsep import score as sc
 
     part = _parse_part(part)
@@ -436,17 +444,11 @@ def load_score(score_path: str | os.PathLike, part=None, accomp_path=None, accom
     from guitarsep.score import Notes
 
     score_path = Path(score_path)
-    try:
-        lp, index = _resolve_part(score_path, part)
-    except ValueError as e:
-        raise SeparationError(_one_line(e, 400)) from None
+    lp, index = _resolve_part(score_path, part)
     target = _load(score_path, lp)
     if accomp_path is not None:
         accomp_path = Path(accomp_path)
-        try:
-            ap, _ = _resolve_part(accomp_path, accomp_part)
-        except ValueError as e:
-            raise SeparationError(_one_line(e, 400)) from None
+        ap, _ = _resolve_part(accomp_path, accomp_part)
         accomp = _load(accomp_path, ap)
         return target, accomp, f"{accomp_path} ({len(accomp)} notes)"
     names, drums = _part_names(score_path)
