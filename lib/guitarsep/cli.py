@@ -63,7 +63,8 @@ def _read_scores(profile):
 
 
 def _cmd_figures(profile, args) -> int:
-    """Redraw the figures from the committed ``data/results/<profile>/scores.csv``."""
+    """Redraw the figures from the committed ``data/results/<profile>/scores.csv`` (and
+    ``robustness.png`` from ``robustness.csv`` when present)."""
     from .figures import write_figures
     from .provenance import collect
 
@@ -78,6 +79,17 @@ def _cmd_figures(profile, args) -> int:
                           n_boot=profile.eval.bootstrap, seed=profile.seed)
     for p in paths.values():
         print(p)
+    rob = profile.results_dir / "robustness.csv"
+    if rob.is_file():        # 06_robustness's table, when that notebook has run
+        import pandas as pd
+
+        from .figures import plot_robustness, save_figure
+        side = profile.figures_dir / "robustness.json"
+        rprov = (json.loads(side.read_text()).get("provenance", {}) if side.is_file()
+                 else collect(profile))
+        rprov["redrawn_by"] = "guitarsep figures"
+        fig = plot_robustness(pd.read_csv(rob, dtype={"clip_id": str}))
+        print(save_figure(fig, profile.figures_dir / "robustness.png", rprov))
     return 0
 
 

@@ -11,6 +11,8 @@ models or the corpus.
   (setting ``modern``, scenario ``seen``).
 - :func:`plot_unseen`   -> ``figures/unseen.png``: 2 x 2 panels, scenarios a-d, Soft / Binary /
   Blind Open-unmix (setting ``modern``); panel d has ag+ag and eg+eg only.
+- :func:`plot_robustness` -> ``figures/robustness.png`` (06_robustness.ipynb): median SI-SDR
+  against score errors, from the table of ``guitarsep.robustness.run_robustness``.
 - :func:`save_figure`   PNG (150 dpi) + sidecar JSON with provenance and per-box counts.
 - :func:`summary_markdown` our medians beside the paper's, and the paper's orderings checked
   on our data.
@@ -35,7 +37,7 @@ import pandas as pd
 __all__ = [
     "plot_low_res", "plot_modern", "plot_unseen", "save_figure", "summary_markdown",
     "PAPER_MEDIANS", "COMBINATIONS", "LOW_RES_MODELS", "MODERN_MODELS", "UNSEEN_MODELS",
-    "SCENARIO_TITLES",
+    "SCENARIO_TITLES", "plot_robustness", "ROBUSTNESS_PANELS", "ROBUSTNESS_MODELS",
 ]
 
 COMBINATIONS: tuple[str, ...] = ("ag+ag", "ag+eg", "eg+eg")
@@ -181,6 +183,65 @@ def plot_unseen(df: pd.DataFrame) -> plt.Figure:
     fig.guitarsep_meta = {"figure": "unseen", "setting": "modern",
                           "scenarios": list(UNSEEN_SCENARIOS), "models": dict(UNSEEN_MODELS),
                           "n_clips": counts}
+    return fig
+
+
+#: Robustness panels: perturbation kind -> (panel title, x label, factor from level to x).
+ROBUSTNESS_PANELS: dict[str, tuple[str, str, float]] = {
+    "onset_jitter": ("Onset jitter", "max. shift per note (ms)", 1000.0),
+    "global_offset": ("Global offset", "score late by (ms)", 1000.0),
+    "missing_notes": ("Missing notes", "notes removed (%)", 100.0),
+    "extra_notes": ("Extra notes", "notes added (%)", 100.0),
+    "wrong_octave": ("Wrong octave", "notes moved ±12 (%)", 100.0),
+}
+ROBUSTNESS_MODELS: tuple[tuple[str, str], ...] = (
+    ("si_umx_soft", "Open-unmix-Soft"), ("si_umx_binary", "Open-unmix-Binary"))
+
+
+def plot_robustness(df: pd.DataFrame) -> plt.Figure:
+    """``figures/robustness.png`` (06_robustness.ipynb): median target SI-SDR against the size
+    of each score error, one panel per kind; colour = model, solid = score as given, dashed =
+    after DTW alignment. Level 0 of every panel is the clean score. Input: the table of
+    :func:`guitarsep.robustness.run_robustness`."""
+    need = {"kind", "level", "align", "model", "si_sdr", "clip_id"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"robustness table lacks columns {sorted(missing)}")
+    palette = _palette(ROBUSTNESS_MODELS)
+    labels = dict(ROBUSTNESS_MODELS)
+    clean = df[df["kind"] == "none"]
+    counts = {}
+    with plt.rc_context({**_RC, "axes.titlesize": 13, "axes.labelsize": 11,
+                         "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10}):
+        fig, axes = plt.subplots(1, len(ROBUSTNESS_PANELS), figsize=(17, 4.2), sharey=True,
+                                 constrained_layout=True)
+        for ax, (kind, (title, xlabel, factor)) in zip(axes, ROBUSTNESS_PANELS.items()):
+            sub = pd.concat([clean, df[df["kind"] == kind]])
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            if (df["kind"] == kind).sum() == 0:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes,
+                        color="0.4")
+                continue
+            for model, label in ROBUSTNESS_MODELS:
+                for aligned, ls in ((False, "-"), (True, "--")):
+                    m = sub[(sub["model"] == model) & (sub["align"] == aligned)]
+                    if m.empty:
+                        continue
+                    med = m.groupby("level")["si_sdr"].median().sort_index()
+                    ax.plot(med.index.to_numpy() * factor, med.to_numpy(), ls, marker="o",
+                            color=palette[label], ms=4,
+                            label=f"{label}{', aligned' if aligned else ''}")
+                    counts[f"{kind}/{model}/{'aligned' if aligned else 'as given'}"] = int(
+                        m.groupby("level").size().min())
+        axes[0].set_ylabel("median SI-SDR (dB)")
+        handles, names = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, names, loc="outside lower center", ncol=4, frameon=False)
+        fig.suptitle("Target SI-SDR with an imperfect score")
+    fig.guitarsep_meta = {"figure": "robustness", "models": labels,
+                          "n_clips_per_point": counts}
     return fig
 
 

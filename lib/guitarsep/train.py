@@ -12,9 +12,13 @@ What a run does (``TrainConfig`` of the profile):
   Batches come from :class:`guitarsep.data.RemixDataset`; the STFT of the batch is computed
   here (``transforms.Spectrogram``), on the training device.
 * Adam(lr, weight_decay); ReduceLROnPlateau(factor ``lr_decay_gamma``, patience
-  ``lr_decay_patience``) on the validation loss; early stopping after ``patience`` epochs
+  ``lr_decay_patience``) on the validation loss (``lr_schedule="plateau"``, the paper's), or a
+  per-step cosine decay to ``lr * lr_min_factor`` (``"cosine"``, the short CPU profiles);
+  early stopping after ``patience`` epochs
   without a better validation loss; gradient clipping at ``grad_clip`` (global norm).
-  An epoch is ``round(steps_per_epoch * spec.steps_scale)`` steps.
+  An epoch is ``round(steps_per_epoch * spec.steps_scale)`` steps; a run is ``spec.epochs``
+  epochs when the spec sets it (fewer, longer epochs: fewer validation passes), else
+  ``epochs``.
 * Model selection: ``best.pt`` holds the epoch with the lowest validation loss (as Open-Unmix
   does). The validation SI-SDR (median over the validation clips; mixture phase + inverse
   STFT, no Wiener filter) is logged alongside but does not select.
@@ -87,6 +91,11 @@ def model_hparams(spec: ModelSpec, train_cfg) -> dict:
 
 def steps_per_epoch(profile: Profile, spec: ModelSpec) -> int:
     return max(1, int(round(profile.train.steps_per_epoch * spec.steps_scale)))
+
+
+def epochs_for(profile: Profile, spec: ModelSpec) -> int:
+    """``spec.epochs`` when set, else ``profile.train.epochs``."""
+    return int(spec.epochs) if spec.epochs else int(profile.train.epochs)
 
 
 def run_config_hash(profile: Profile, spec: ModelSpec) -> str:
@@ -452,8 +461,16 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
             model = DDP(model)
         base = model.module
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.lr_decay_gamma, patience=cfg.lr_decay_patience)
+    if cfg.lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_decay_gamma, patience=cfg.lr_decay_patience)
+    elif cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(1, epochs_for(profile, spec) * spe),
+            eta_min=cfg.lr * cfg.lr_min_factor)
+    else:
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use 'plateau' or 'cosine'")
+    per_step_sched = cfg.lr_schedule != "plateau"
     if ck is not None:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -469,7 +486,7 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
             }, last)
 
     # ---- loop --------------------------------------------------------------------------------
-    epochs = cfg.epochs
+    epochs = epochs_for(profile, spec)
     sampler = StepBatchSampler(cfg.batch_size, spe, epochs, start_epoch=state["epoch"],
                                start_step=state["step_in_epoch"], rank=dist_.rank,
                                world=dist_.world)
@@ -514,6 +531,8 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
             if cfg.grad_clip and cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if per_step_sched:
+                sched.step()
             ld = loss.detach()
             if dist_.world > 1:   # log the global-batch loss (same value on every rank)
                 import torch.distributed as dist
@@ -545,7 +564,8 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
         vloss = float(np.mean([r[1] for r in res]))
         sis = np.array([r[2] for r in res], dtype=float)
         vsdr = float(np.nanmedian(sis)) if np.isfinite(sis).any() else float("nan")
-        sched.step(vloss)
+        if not per_step_sched:
+            sched.step(vloss)
         improved = vloss < state["best_valid_loss"]
         if improved:
             state["best_valid_loss"] = vloss

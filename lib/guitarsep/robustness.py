@@ -1,0 +1,231 @@
+"""Robustness of score-informed separation to score errors (used by ``06_robustness.ipynb``).
+
+A user's score is rarely the performance: notes are early or late, the whole score is offset
+from the recording, notes are missing, extra or in the wrong octave. This module corrupts the
+true score of test clips in these ways, separates with the trained score-informed models, with
+and without DTW alignment (``guitarsep.align``, what ``guitarsep separate --align`` does), and
+tabulates SI-SDR against the true target.
+
+    >>> df = run_robustness(profile, corpus)          # one row per clip x condition x model
+    >>> fig = plot_robustness(df)                      # guitarsep.figures.plot_robustness
+
+Perturbations (:func:`perturb_notes`; ``level`` in seconds or as a fraction of the notes):
+
+* ``onset_jitter``: every note moves by ``U(-level, level)`` seconds (onset and offset
+  together, so durations are kept; onsets are clipped at 0).
+* ``global_offset``: every note is ``level`` seconds late (the score starts after the audio).
+* ``missing_notes``: ``round(level * n)`` notes are dropped.
+* ``extra_notes``: ``round(level * n)`` notes are added, with pitches drawn uniformly from the
+  part's own pitch range, durations drawn from its own notes, onsets uniform over the clip.
+* ``wrong_octave``: ``round(level * n)`` notes move one octave up or down (random sign,
+  reflected when the move would leave the MIDI range).
+
+Both parts of the score (target and accompaniment) get the same kind and level of error, with
+independent draws, except the global offset, which is one shift of the whole score. Draws are a
+pure function of ``(RobustnessConfig.seed, clip, kind, level, part)``, so the table is identical
+on rerun.
+
+Decisions where the paper is silent (it has no robustness study): jitter is uniform rather
+than Gaussian so that ``level`` is the largest error; the alignment uses ``align_notes``
+with its defaults (``subseq=False``: first and last notes pinned to the first and last sound);
+``onset_error_ms`` is the median distance from each onset of the target score given to the
+model to the nearest true onset of the same pitch (so it is defined for added and octave-moved
+notes too, where no one-to-one match exists; NaN when no pitch matches).
+"""
+from __future__ import annotations
+
+import time
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from guitarsep.config import SETTINGS, ModelSpec, Profile
+from guitarsep.score import Notes
+
+__all__ = ["PERTURBATION_KINDS", "perturb_notes", "onset_error_ms", "robustness_conditions",
+           "robustness_clips", "run_robustness"]
+
+PERTURBATION_KINDS = ("onset_jitter", "global_offset", "missing_notes", "extra_notes",
+                      "wrong_octave")
+_RESULT_COLUMNS = ["clip_id", "combination", "kind", "level", "align", "model", "si_sdr",
+                   "onset_error_ms", "n_target_notes"]
+
+
+def _rng(seed: int, *keys) -> np.random.Generator:
+    """A generator keyed by ``seed`` and strings/numbers (stable across runs and platforms)."""
+    ints = [int(seed)] + [zlib.crc32(str(k).encode()) for k in keys]
+    return np.random.default_rng(np.random.SeedSequence(ints))
+
+
+def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generator, *,
+                  duration: float) -> Notes:
+    """A corrupted copy of ``notes`` (see the module docstring for each ``kind``).
+
+    Args:
+        notes: one part, times in seconds from the clip start.
+        kind: one of :data:`PERTURBATION_KINDS` (or ``"none"``: ``notes`` unchanged).
+        level: seconds for ``onset_jitter``/``global_offset``, a fraction in [0, 1] of the
+            part's notes for the others. 0 returns ``notes`` unchanged.
+        rng: the draws.
+        duration: the clip's length in seconds (where extra notes may fall).
+
+    Returns:
+        A new, sorted :class:`~guitarsep.score.Notes` (may be empty after ``missing_notes``
+        at level 1).
+    """
+    if kind not in PERTURBATION_KINDS + ("none",):
+        raise ValueError(f"unknown perturbation {kind!r}; valid: {', '.join(PERTURBATION_KINDS)}")
+    level = float(level)
+    if not np.isfinite(level) or level < 0:
+        raise ValueError(f"perturbation level must be a finite number >= 0, got {level}")
+    n = len(notes)
+    if kind == "none" or level == 0 or n == 0:
+        return notes
+    on, off = notes.onset.copy(), notes.offset.copy()
+    pitch, vel = notes.pitch.copy(), notes.velocity.copy()
+    if kind in ("missing_notes", "extra_notes", "wrong_octave") and level > 1:
+        raise ValueError(f"{kind} level is a fraction of the notes, got {level} > 1")
+    k = int(round(level * n))
+    if kind == "onset_jitter":
+        shift = rng.uniform(-level, level, size=n)
+        shift = np.maximum(shift, -on)          # onsets stay >= 0
+        on, off = on + shift, off + shift
+    elif kind == "global_offset":
+        on, off = on + level, off + level
+    elif kind == "missing_notes":
+        keep = np.sort(rng.choice(n, size=n - k, replace=False))
+        on, off, pitch, vel = on[keep], off[keep], pitch[keep], vel[keep]
+    elif kind == "extra_notes":
+        dur = rng.choice(off - on, size=k)
+        dur = np.minimum(dur, max(duration * 0.5, 0.05))
+        new_on = rng.uniform(0.0, max(duration - dur.min(), 1e-3), size=k)
+        new_pitch = rng.integers(int(pitch.min()), int(pitch.max()) + 1, size=k)
+        new_vel = rng.choice(vel, size=k)
+        on = np.concatenate([on, new_on])
+        off = np.concatenate([off, new_on + dur])
+        pitch = np.concatenate([pitch, new_pitch])
+        vel = np.concatenate([vel, new_vel])
+    elif kind == "wrong_octave":
+        idx = rng.choice(n, size=k, replace=False)
+        move = np.where(rng.random(k) < 0.5, -12, 12)
+        moved = pitch[idx] + move
+        moved = np.where((moved < 0) | (moved > 127), pitch[idx] - move, moved)
+        pitch[idx] = moved
+    return Notes.from_arrays(on, off, pitch, vel, source=f"<{kind} {level:g}>")
+
+
+def onset_error_ms(given: Notes, true: Notes) -> float:
+    """Median over the onsets of ``given`` of the distance (ms) to the nearest onset of the
+    same pitch in ``true``; NaN when no note of ``given`` has a pitch found in ``true``."""
+    errs = []
+    for p in np.unique(given.pitch):
+        t = np.sort(true.onset[true.pitch == p])
+        if t.size == 0:
+            continue
+        g = given.onset[given.pitch == p]
+        i = np.clip(np.searchsorted(t, g), 1, max(1, t.size - 1))
+        lo = t[np.clip(i - 1, 0, t.size - 1)]
+        hi = t[np.clip(i, 0, t.size - 1)]
+        errs.append(np.minimum(np.abs(g - lo), np.abs(g - hi)))
+    if not errs:
+        return float("nan")
+    return float(np.median(np.concatenate(errs)) * 1000.0)
+
+
+def robustness_conditions(cfg) -> list[tuple[str, float]]:
+    """``[("none", 0.0), (kind, level), ...]``: the clean score, then every kind x level of
+    ``cfg.levels`` (``RobustnessConfig``)."""
+    out = [("none", 0.0)]
+    for kind, levels in cfg.levels:
+        if kind not in PERTURBATION_KINDS:
+            raise ValueError(f"unknown perturbation {kind!r} in the profile")
+        out += [(kind, float(lv)) for lv in levels if float(lv) > 0]
+    return out
+
+
+def robustness_clips(corpus, cfg) -> list:
+    """The first ``cfg.n_clips`` test clips of ``cfg.scenario``, taken round robin over its
+    combinations (sorted ids), so every combination is represented."""
+    man = corpus.manifest
+    man = man[(man.split == "test") & (man.scenario == cfg.scenario)]
+    if man.empty:
+        raise ValueError(f"the corpus has no test clips of scenario {cfg.scenario!r}")
+    groups = [sorted(g.clip_id) for _, g in man.groupby("combination", sort=True)]
+    ids = []
+    for i in range(max(len(g) for g in groups)):
+        ids += [g[i] for g in groups if i < len(g)]
+    return [corpus.clip(c) for c in ids[:int(cfg.n_clips)]]
+
+
+def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: bool = True,
+                   models: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Separate corrupted-score versions of test clips; return ``(table, timing)``.
+
+    Args:
+        profile: gives ``profile.robustness`` (clips, kinds, levels, models, seed) and the
+            trained models (``train.load_trained``).
+        corpus: the built corpus of ``profile``.
+        models: optional ``{name: network}`` overriding the trained ones (tests).
+
+    Returns:
+        ``table``: one row per clip x condition x align x model, columns ``clip_id,
+        combination, kind, level, align, model, si_sdr, onset_error_ms, n_target_notes``;
+        written to ``<results_dir>/robustness.csv``. ``timing``: seconds spent aligning and
+        separating, and the counts.
+    """
+    from tqdm.auto import tqdm
+
+    from guitarsep.align import align_notes
+    from guitarsep.metrics import si_sdr
+    from guitarsep.separate import separate_clip
+    from guitarsep.train import load_trained
+
+    cfg = profile.robustness
+    setting = SETTINGS[cfg.setting]
+    if models is None:
+        models = {m: load_trained(profile, ModelSpec(m, cfg.setting), device=device)
+                  for m in cfg.models}
+    clips = robustness_clips(corpus, cfg)
+    conditions = robustness_conditions(cfg)
+    rows, t_align, t_sep = [], 0.0, 0.0
+    bar = tqdm(total=len(clips) * len(conditions), desc="robustness", disable=not progress,
+               unit="condition")
+    for clip in clips:
+        dur = len(clip.mix) / clip.sr
+        for kind, level in conditions:
+            if kind == "global_offset":
+                target = perturb_notes(clip.target_notes, kind, level, None, duration=dur)
+                accomp = perturb_notes(clip.accomp_notes, kind, level, None, duration=dur)
+            else:
+                target = perturb_notes(clip.target_notes, kind, level,
+                                       _rng(cfg.seed, clip.clip_id, kind, level, "target"),
+                                       duration=dur)
+                accomp = perturb_notes(clip.accomp_notes, kind, level,
+                                       _rng(cfg.seed, clip.clip_id, kind, level, "accomp"),
+                                       duration=dur)
+            for aligned in cfg.align:
+                t_n, a_n = target, accomp
+                if aligned:
+                    t0 = time.perf_counter()
+                    (t_n, a_n), _report = align_notes([target, accomp], clip.mix, clip.sr)
+                    t_align += time.perf_counter() - t0
+                err = onset_error_ms(t_n, clip.target_notes) if len(t_n) else float("nan")
+                for name, model in models.items():
+                    t0 = time.perf_counter()
+                    est = separate_clip(model, clip.mix, t_n, a_n, setting, sr=clip.sr,
+                                        mask_params=profile.mask, device=device)
+                    t_sep += time.perf_counter() - t0
+                    rows.append(dict(clip_id=clip.clip_id, combination=clip.combination,
+                                     kind=kind, level=level, align=bool(aligned), model=name,
+                                     si_sdr=float(si_sdr(est, clip.target)),
+                                     onset_error_ms=err, n_target_notes=len(t_n)))
+            bar.update(1)
+    bar.close()
+    table = pd.DataFrame(rows, columns=_RESULT_COLUMNS)
+    out = profile.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "robustness.csv", index=False, float_format="%.4f")
+    timing = {"align_s": round(t_align, 1), "separation_s": round(t_sep, 1),
+              "clips": len(clips), "conditions": len(conditions), "rows": len(table)}
+    return table, timing

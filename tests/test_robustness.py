@@ -1,0 +1,139 @@
+"""Score-error perturbations, the robustness study loop and its figure (guitarsep.robustness)."""
+import dataclasses
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from guitarsep.config import RobustnessConfig, load_profile  # noqa: E402
+from guitarsep.figures import plot_robustness  # noqa: E402
+from guitarsep.robustness import (PERTURBATION_KINDS, onset_error_ms, perturb_notes,  # noqa: E402
+                                  robustness_clips, robustness_conditions, run_robustness)
+from guitarsep.score import Notes  # noqa: E402
+
+
+def _notes(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    on = np.sort(rng.uniform(0.5, 9.0, n))
+    return Notes.from_arrays(on, on + rng.uniform(0.1, 0.8, n), rng.integers(45, 80, n))
+
+
+def test_level_zero_and_none_return_the_score_unchanged():
+    notes = _notes()
+    for kind in PERTURBATION_KINDS + ("none",):
+        assert perturb_notes(notes, kind, 0.0, np.random.default_rng(0), duration=10) == notes
+    assert perturb_notes(notes, "none", 0.3, None, duration=10) == notes
+
+
+def test_onset_jitter_is_bounded_and_keeps_durations():
+    notes = _notes()
+    out = perturb_notes(notes, "onset_jitter", 0.1, np.random.default_rng(1), duration=10)
+    assert len(out) == len(notes)
+    assert np.allclose(np.sort(out.offset - out.onset), np.sort(notes.offset - notes.onset))
+    # every jittered onset lies within 100 ms of a true onset of the same pitch
+    assert onset_error_ms(out, notes) <= 100.0 + 1e-9
+    assert onset_error_ms(out, notes) > 5.0          # and they did move
+    assert (out.onset >= 0).all()
+
+
+def test_global_offset_shifts_every_note():
+    notes = _notes()
+    out = perturb_notes(notes, "global_offset", 0.25, None, duration=10)
+    assert np.allclose(out.onset, notes.onset + 0.25)
+    assert np.array_equal(out.pitch, notes.pitch)
+
+
+def test_missing_extra_and_octave_counts():
+    notes = _notes(40)
+    rng = np.random.default_rng(2)
+    assert len(perturb_notes(notes, "missing_notes", 0.25, rng, duration=10)) == 30
+    extra = perturb_notes(notes, "extra_notes", 0.5, rng, duration=10)
+    assert len(extra) == 60
+    assert extra.pitch.min() >= notes.pitch.min() and extra.pitch.max() <= notes.pitch.max()
+    assert extra.onset.min() >= 0 and extra.onset.max() <= 10
+    octave = perturb_notes(notes, "wrong_octave", 0.5, rng, duration=10)
+    assert len(octave) == 40
+    # onsets are distinct, so the order is kept: exactly 20 pitches moved by one octave
+    assert np.array_equal(octave.onset, notes.onset)
+    diff = octave.pitch - notes.pitch
+    assert (diff != 0).sum() == 20 and set(np.abs(diff[diff != 0])) == {12}
+
+
+def test_perturbations_are_reproducible_and_validated():
+    notes = _notes()
+    a = perturb_notes(notes, "extra_notes", 0.3, np.random.default_rng(5), duration=10)
+    b = perturb_notes(notes, "extra_notes", 0.3, np.random.default_rng(5), duration=10)
+    assert a == b
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb_notes(notes, "tempo", 0.1, None, duration=10)
+    with pytest.raises(ValueError, match=">= 0"):
+        perturb_notes(notes, "onset_jitter", -0.1, None, duration=10)
+    with pytest.raises(ValueError, match="fraction"):
+        perturb_notes(notes, "missing_notes", 1.5, np.random.default_rng(0), duration=10)
+
+
+def test_onset_error_nan_without_shared_pitch():
+    a = Notes.from_arrays([0.0], [1.0], [60])
+    b = Notes.from_arrays([0.0], [1.0], [61])
+    assert np.isnan(onset_error_ms(a, b))
+    assert onset_error_ms(a, a) == 0.0
+
+
+def test_conditions_list_clean_first():
+    cfg = RobustnessConfig()
+    cond = robustness_conditions(cfg)
+    assert cond[0] == ("none", 0.0)
+    assert len(cond) == 1 + sum(len(v) for _, v in cfg.levels)
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        robustness_conditions(RobustnessConfig(levels=(("tempo", (0.1,)),)))
+
+
+class _ScoreMask(torch.nn.Module):
+    """No-learning stand-in: the soft score mask times the mixture magnitude."""
+    score_kind = "soft"
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, mix_mag, score, score_accomp=None):
+        return mix_mag * score
+
+
+def test_run_robustness_offset_hurts_and_alignment_recovers(smoke_profile, smoke_corpus):
+    """A 0.5 s late score costs the score mask SI-SDR; DTW alignment wins most of it back."""
+    cfg = RobustnessConfig(levels=(("global_offset", (0.5,)),), models=("mask",),
+                           n_clips=2, align=(False, True))
+    profile = dataclasses.replace(smoke_profile, robustness=cfg)
+    clips = robustness_clips(smoke_corpus, cfg)
+    assert len(clips) == 2 and all(c.scenario == "seen" for c in clips)
+    table, timing = run_robustness(profile, smoke_corpus, progress=False,
+                                   models={"mask": _ScoreMask()})
+    assert len(table) == 2 * 2 * 2 and timing["rows"] == 8
+    assert (profile.results_dir / "robustness.csv").is_file()
+    med = table.groupby(["kind", "align"]).si_sdr.median()
+    clean, late, late_aligned = (med[("none", False)], med[("global_offset", False)],
+                                 med[("global_offset", True)])
+    assert clean - late > 1.0, med
+    assert late_aligned - late > 0.5 * (clean - late), med
+    err = table.groupby(["kind", "align"]).onset_error_ms.median()
+    assert err[("global_offset", True)] < 100.0 < err[("global_offset", False)]
+
+
+def test_plot_robustness_draws_five_panels():
+    rows = []
+    for kind, levels in [("none", [0.0])] + [(k, [0.1, 0.5]) for k in PERTURBATION_KINDS]:
+        for lv in levels:
+            for model in ("si_umx_soft", "si_umx_binary"):
+                for al in (False, True):
+                    rows.append(dict(clip_id="c0", kind=kind, level=lv, align=al, model=model,
+                                     si_sdr=5.0 - 3 * lv))
+    fig = plot_robustness(pd.DataFrame(rows))
+    assert len(fig.axes) == 5
+    assert all(len(ax.lines) == 4 for ax in fig.axes)
+    with pytest.raises(ValueError, match="lacks columns"):
+        plot_robustness(pd.DataFrame({"kind": ["none"]}))
