@@ -39,10 +39,20 @@ def test_all_notebooks_run_on_smoke(tmp_path, monkeypatch):
                             parameters={"profile": "smoke"}, kernel_name="python3",
                             cwd=str(ROOT / "notebooks"), progress_bar=False)
     figures = tmp_path / "build" / "figures" / "smoke"
-    for name in ("low_res.png", "modern.png", "unseen.png"):
+    for name in ("low_res.png", "modern.png", "unseen.png", "robustness.png"):
         assert (figures / name).stat().st_size > 10_000, name
+    robustness = pd.read_csv(tmp_path / "data" / "results" / "smoke" / "robustness.csv")
+    assert set(robustness["kind"]) >= {"none", "global_offset", "missing_notes"}
+    assert robustness["si_sdr"].notna().all()
+    # `guitarsep figures` redraws every figure, robustness.png included, from the tables
+    from guitarsep import cli
+    assert cli.main(["figures", "--profile", "smoke", "--root", str(tmp_path), "--quiet"]) == 0
+    side = json.loads((figures / "robustness.json").read_text())
+    assert side["provenance"]["redrawn_by"] == "guitarsep figures"
     scores = pd.read_csv(tmp_path / "data" / "results" / "smoke" / "scores.csv")
     assert len(scores) > 0 and scores["si_sdr"].notna().all()
     provenance = json.loads((figures / "provenance.json").read_text())
     assert provenance["profile"] == "smoke"
     assert {"data", "train", "evaluate"} <= set(provenance["stages"])
+    stages = json.loads((tmp_path / "data" / "smoke" / "stages.json").read_text())
+    assert "robustness" in stages
