@@ -19,7 +19,8 @@ from pathlib import Path
 
 __all__ = [
     "StftSetting", "SETTINGS", "MaskParams", "CorpusConfig", "TrainConfig", "EvalConfig",
-    "RobustnessConfig", "ModelSpec", "Profile", "PROFILE_NAMES", "load_profile", "find_root", "config_hash",
+    "RobustnessConfig", "ModelSpec", "Profile", "PROFILE_NAMES", "load_profile", "find_root",
+    "config_hash",
 ]
 
 

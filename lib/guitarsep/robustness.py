@@ -124,7 +124,7 @@ def onset_error_ms(given: Notes, true: Notes) -> float:
         if t.size == 0:
             continue
         g = given.onset[given.pitch == p]
-        i = np.clip(np.searchsorted(t, g), 1, max(1, t.size - 1))
+        i = np.searchsorted(t, g)                       # t[i - 1] <= g < t[i]
         lo = t[np.clip(i - 1, 0, t.size - 1)]
         hi = t[np.clip(i, 0, t.size - 1)]
         errs.append(np.minimum(np.abs(g - lo), np.abs(g - hi)))
@@ -194,16 +194,11 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
     for clip in clips:
         dur = len(clip.mix) / clip.sr
         for kind, level in conditions:
-            if kind == "global_offset":
-                target = perturb_notes(clip.target_notes, kind, level, None, duration=dur)
-                accomp = perturb_notes(clip.accomp_notes, kind, level, None, duration=dur)
-            else:
-                target = perturb_notes(clip.target_notes, kind, level,
-                                       _rng(cfg.seed, clip.clip_id, kind, level, "target"),
-                                       duration=dur)
-                accomp = perturb_notes(clip.accomp_notes, kind, level,
-                                       _rng(cfg.seed, clip.clip_id, kind, level, "accomp"),
-                                       duration=dur)
+            # the global offset draws nothing: both parts get the same shift
+            target, accomp = (
+                perturb_notes(notes, kind, level, _rng(cfg.seed, clip.clip_id, kind, level, part),
+                              duration=dur)
+                for part, notes in (("target", clip.target_notes), ("accomp", clip.accomp_notes)))
             for aligned in cfg.align:
                 t_n, a_n = target, accomp
                 if aligned:

@@ -461,13 +461,13 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
             model = DDP(model)
         base = model.module
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    epochs = epochs_for(profile, spec)
     if cfg.lr_schedule == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=cfg.lr_decay_gamma, patience=cfg.lr_decay_patience)
     elif cfg.lr_schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(1, epochs_for(profile, spec) * spe),
-            eta_min=cfg.lr * cfg.lr_min_factor)
+            opt, T_max=max(1, epochs * spe), eta_min=cfg.lr * cfg.lr_min_factor)
     else:
         raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use 'plateau' or 'cosine'")
     per_step_sched = cfg.lr_schedule != "plateau"
@@ -486,7 +486,6 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
             }, last)
 
     # ---- loop --------------------------------------------------------------------------------
-    epochs = epochs_for(profile, spec)
     sampler = StepBatchSampler(cfg.batch_size, spe, epochs, start_epoch=state["epoch"],
                                start_step=state["step_in_epoch"], rank=dist_.rank,
                                world=dist_.world)
