@@ -31,7 +31,7 @@ notebooks:
 	done
 
 figures: setup
-	$(PY) -m guitarsep.cli figures --profile $(PROFILE)
+	$(PY) -m guitarsep figures --profile $(PROFILE)
 
 clean:
 	rm -rf build

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from guitarsep import corpus as K  # noqa: E402
-from guitarsep.compose import generate_idiom_piece  # noqa: E402
+import guitarsep.corpus as K  # noqa: E402
+from guitarsep.corpus import generate_idiom_piece  # noqa: E402
 from guitarsep.config import load_profile  # noqa: E402
-from guitarsep.render import render_part  # noqa: E402
-from guitarsep.timbres import load_timbres  # noqa: E402
+from guitarsep.corpus import render_part  # noqa: E402
+from guitarsep.corpus import load_timbres  # noqa: E402
 
 
 def render_speed(seconds: float = 45.0) -> dict:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from guitarsep.config import SETTINGS, load_profile
-from guitarsep.data import RemixDataset, StepBatchSampler, make_loader
+from guitarsep.training.data import RemixDataset, StepBatchSampler, make_loader
 
 
 class SyntheticSource:
@@ -63,8 +63,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from guitarsep.models import build_model
-    from guitarsep.train import _forward
-    from guitarsep.transforms import Spectrogram
+    from guitarsep.training.loop import _forward
+    from guitarsep.models.frontend import Spectrogram
 
     profile = load_profile(args.profile, root=args.root)
     cfg = profile.train
@@ -74,7 +74,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.corpus:
         from guitarsep.corpus import load_corpus
-        from guitarsep.data import TrainingSource
+        from guitarsep.training.data import TrainingSource
         source = TrainingSource(load_corpus(profile), setting, profile.mask, progress=True)
         kind = "corpus"
     else:

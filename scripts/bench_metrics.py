@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from guitarsep.metrics import bss_eval, evaluate_clips, si_sdr  # noqa: E402
+from guitarsep.evaluation.metrics import bss_eval, evaluate_clips, si_sdr  # noqa: E402
 
 
 def synth_pair(seconds: float, sr: int, seed: int = 0):

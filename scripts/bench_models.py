@@ -18,7 +18,7 @@ import torch
 
 from guitarsep.config import SETTINGS
 from guitarsep.models import MODEL_NAMES, build_model, count_parameters, model_family
-from guitarsep.transforms import score_pair
+from guitarsep.models.frontend import score_pair
 
 
 def configs(name: str) -> list[dict]:

@@ -6,7 +6,7 @@ MIDI score of both parts (tiled the same way), and a model of the default size (
 modern, hidden_size 256; untrained weights unless ``--model`` names a file: the cost does not
 depend on the weights), then runs the command line path in a child process::
 
-    python -m guitarsep.cli separate MIX --score SCORE.mid --part Lead --model M -o OUT.wav
+    guitarsep separate MIX --score SCORE.mid --part Lead --model M -o OUT.wav
 
 and reports its wall time (-> x real time), its peak resident memory (``ru_maxrss`` of the
 child, whole process: Python, torch, audio buffers) and the output's format. Targets: >= 20x
@@ -35,10 +35,10 @@ def make_inputs(d: Path, minutes: float, sr: int, seed: int = 7, piece_s: float 
     import pretty_midi
     import soundfile as sf
 
-    from guitarsep.compose import generate_idiom_piece
-    from guitarsep.render import render_part
+    from guitarsep.corpus import generate_idiom_piece
+    from guitarsep.corpus import render_part
     from guitarsep.score import Notes, notes_to_pretty_midi
-    from guitarsep.timbres import load_timbres
+    from guitarsep.corpus import load_timbres
 
     a, b, _ = generate_idiom_piece(seed, piece_s)
     t = load_timbres()
@@ -71,13 +71,13 @@ def make_inputs(d: Path, minutes: float, sr: int, seed: int = 7, piece_s: float 
 def make_model(d: Path, hidden_size: int) -> Path:
     import torch
 
+    from guitarsep.config import MaskParams
     from guitarsep.models import build_model
-    from guitarsep.user_separate import export_model
+    from guitarsep.models.checkpoint import export_model, save_checkpoint
 
     torch.manual_seed(0)
     m = build_model("si_umx_soft", "modern", hidden_size=hidden_size)
-    torch.save({"model": m.state_dict(), "name": "si_umx_soft", "setting": "modern",
-                "hparams": dict(m.hparams)}, d / "untrained.pt")
+    save_checkpoint(d / "untrained.pt", m, "modern", MaskParams())
     side = export_model(d / "untrained.pt", d / "model.pt", {"purpose": "benchmark"})
     print(f"model: si_umx_soft hidden {hidden_size}, {side['parameters']} parameters, "
           f"{side['size_bytes'] / 1e6:.1f} MB (float32)", file=sys.stderr)
@@ -109,7 +109,7 @@ def run(args) -> dict:
     model = Path(args.model) if args.model else make_model(d, args.hidden_size)
     print(f"inputs: {seconds:.0f} s at {args.sr} Hz stereo in {time.perf_counter() - t0:.0f} s"
           f" ({(d / 'mix.wav').stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
-    cmd = [sys.executable, "-m", "guitarsep.cli", "separate", str(d / "mix.wav"), "--score",
+    cmd = [sys.executable, "-m", "guitarsep", "separate", str(d / "mix.wav"), "--score",
            str(d / "score.mid"), "--part", "Lead", "--model", str(model), "-o",
            str(d / "out.wav"), "--chunk-s", str(args.chunk_s)]
     if args.align:

@@ -1,7 +1,7 @@
 """Export the shipped models (``lib/guitarsep/resources/si_umx_{soft,binary}.pt``) from a run.
 
 Takes ``best.pt`` of the profile's modern SI-UMX soft and binary runs, stores float16 weights
-with ``user_separate.export_model`` and a provenance sidecar: profile, commit of the run, the
+with ``guitarsep.models.checkpoint.export_model`` and a provenance sidecar: profile, commit of the run, the
 training record (``run.json``) and the run's per-cell test medians from ``scores.csv``.
 
     python scripts/export_shipped_models.py --root /path/to/the/reproduce/clone
@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from guitarsep.config import ModelSpec, load_profile
-from guitarsep.train import run_dir
-from guitarsep.user_separate import export_model
+from guitarsep import RESOURCES
+from guitarsep.models.checkpoint import export_model
+from guitarsep.training.loop import run_dir
 
-RESOURCES = Path(__file__).resolve().parents[1] / "lib" / "guitarsep" / "resources"
 RUN_KEYS = ("best_epoch", "best_valid_loss", "best_valid_si_sdr", "config_hash", "device",
             "epochs", "key", "steps", "wall_s")
 

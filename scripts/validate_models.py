@@ -10,7 +10,7 @@ import argparse
 
 from guitarsep.config import ModelSpec, load_profile
 from guitarsep.corpus import load_corpus
-from guitarsep.evaluate import EvalJob, run_evaluation
+from guitarsep.evaluation.evaluate import EvalJob, run_evaluation
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""Tests for guitarsep.align: DTW alignment of a score to a recording.
+"""Tests for guitarsep.score.align: DTW alignment of a score to a recording.
 
 The "recording" is a generated two-part piece rendered with unseen timbres (the alignment
 renders the score with seen ones); the score is the same piece shifted by 2 s and played 10 %
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from guitarsep import align
+from guitarsep.score import align
 from guitarsep.score import Notes
 
 SR = 22050
@@ -17,9 +17,9 @@ SR = 22050
 
 @pytest.fixture(scope="module")
 def recording():
-    from guitarsep.compose import generate_idiom_piece
-    from guitarsep.render import render_part
-    from guitarsep.timbres import load_timbres
+    from guitarsep.corpus import generate_idiom_piece
+    from guitarsep.corpus import render_part
+    from guitarsep.corpus import load_timbres
 
     # seed 1: an arpeggio over strummed chords, a repetitive texture where plain DTW slips
     a, b, _ = generate_idiom_piece(1, 20.0)
@@ -68,7 +68,7 @@ def test_coarse_to_fine_path(recording):
 
 
 def test_wrong_score_is_flagged(recording):
-    from guitarsep.compose import generate_idiom_piece
+    from guitarsep.corpus import generate_idiom_piece
 
     _, _, mix = recording
     a2, b2, _ = generate_idiom_piece(100, 20.0)

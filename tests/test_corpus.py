@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guitarsep import compose, corpus as K, render, timbres as T
+from guitarsep.vocabulary import COMBINATIONS, SCENARIO_COMBINATIONS, SCENARIOS
+import guitarsep.corpus as C
+from guitarsep.corpus import build as K
+from guitarsep.corpus import compose, render
+from guitarsep.corpus import timbres as T
+from guitarsep.corpus.layout import MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_COLUMNS
 from guitarsep.config import load_profile
 from guitarsep.score import Notes
 
@@ -33,12 +38,14 @@ def _digest(root: Path) -> dict[str, str]:
 def second_build(tmp_path_factory):
     """The smoke corpus built again into another root (for determinism and resume tests)."""
     prof = load_profile("smoke", root=tmp_path_factory.mktemp("smoke_again"))
-    return prof, K.build_corpus(prof, progress=False)
+    return prof, C.build_corpus(prof, progress=False)
 
 
 def test_corpus_modules_do_not_import_torch():
-    code = ("import sys, guitarsep.corpus, guitarsep.compose, guitarsep.render, "
-            "guitarsep.timbres; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys, guitarsep.corpus, guitarsep.corpus.build, guitarsep.corpus.clips, "
+            "guitarsep.corpus.compose, guitarsep.corpus.layout, guitarsep.corpus.render, "
+            "guitarsep.corpus.stats, guitarsep.corpus.timbres; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -59,24 +66,24 @@ def test_timbre_table():
 
 def test_layout_and_manifest_schema(smoke_corpus, smoke_profile):
     c, cfg = smoke_corpus, smoke_profile.corpus
-    assert list(c.pieces.columns) == K.PIECES_COLUMNS
-    assert list(c.renders.columns) == K.RENDERS_COLUMNS
-    assert list(c.manifest.columns) == K.MANIFEST_COLUMNS
-    n_cells = sum(len(v) for v in K.SCENARIO_COMBINATIONS.values())
+    assert list(c.pieces.columns) == PIECES_COLUMNS
+    assert list(c.renders.columns) == RENDERS_COLUMNS
+    assert list(c.manifest.columns) == MANIFEST_COLUMNS
+    n_cells = sum(len(v) for v in SCENARIO_COMBINATIONS.values())
     assert len(c.manifest) == cfg.valid_clips + n_cells * cfg.clips_per_cell
     assert c.manifest.clip_id.is_unique
-    assert set(c.manifest.scenario) == {"valid", *K.SCENARIOS}
+    assert set(c.manifest.scenario) == {"valid", *SCENARIOS}
     assert set(c.manifest.split) == {"valid", "test"}
     assert (c.manifest[c.manifest.scenario == "valid"].split == "valid").all()
-    assert set(c.manifest.combination) <= set(K.COMBINATIONS)
+    assert set(c.manifest.combination) <= set(COMBINATIONS)
     for col in ("target_audio", "other_audio", "target_notes", "other_notes"):
         assert all((c.root / p).is_file() for p in c.manifest[col])
     assert all((c.root / p).is_file() for p in c.renders.path)
     for pid in c.pieces.piece_id:
         for part in (0, 1):
-            assert (c.root / "notes" / f"{pid}_p{part}.txt").is_file()
+            assert c.notes_path(pid, part).is_file()
     assert (c.root / "corpus.json").is_file()
-    assert c.info["key"] == K.corpus_key(smoke_profile)["key"]
+    assert c.info["key"] == C.corpus_key(smoke_profile)["key"]
 
 
 def test_clip_object(smoke_corpus, smoke_profile):
@@ -92,6 +99,10 @@ def test_clip_object(smoke_corpus, smoke_profile):
         assert len(clip.accomp_notes) >= K.MIN_CLIP_NOTES
         assert clip.target_notes.offset.max() <= cfg.clip_seconds + 1e-6
         assert 0.0 < np.abs(clip.target).max() < 1.0
+        row = smoke_corpus.manifest.set_index("clip_id").loc[cid]
+        assert isinstance(clip, C.Clip) and clip.clip_id == cid
+        for col in ("scenario", "combination", "target_timbre", "other_timbre"):
+            assert getattr(clip, col) == row[col] == clip.row[col]
 
 
 def test_scenario_rules(smoke_corpus):
@@ -159,7 +170,7 @@ def test_build_is_deterministic(smoke_corpus, second_build):
 
 def test_rebuild_reuses_cache(smoke_corpus, smoke_profile):
     t = time.time()
-    again = K.build_corpus(smoke_profile, progress=False)
+    again = C.build_corpus(smoke_profile, progress=False)
     assert time.time() - t < 2.0
     assert again.info["built_at"] == smoke_corpus.info["built_at"]
 
@@ -170,11 +181,11 @@ def test_interrupted_build_resumes(second_build):
     before = _digest(c.root)
     (c.root / "corpus.json").unlink()           # as if the build stopped before the end
     victim.unlink()
-    (c.root / "stems" / ".half_written.flac.123.tmp").write_bytes(b"junk")
-    c2 = K.build_corpus(prof, progress=False)
+    (c.root / "stems" / ".half_written.flac.tmp123").write_bytes(b"junk")
+    c2 = C.build_corpus(prof, progress=False)
     assert c2.info["rendered"] == 1              # only the missing file was rendered
     assert _digest(c2.root) == before
-    assert not list(c2.root.rglob("*.tmp"))
+    assert not list(c2.root.rglob(".*.tmp*"))
 
 
 def test_render_errors_name_the_timbre():
@@ -243,13 +254,13 @@ def test_generated_pieces_follow_the_rules():
 
 
 def test_onset_agreement(smoke_corpus):
-    res = K.onset_agreement(smoke_corpus, n_clips=6, seed=0)
+    res = C.onset_agreement(smoke_corpus, n_clips=6, seed=0)
     assert res["n_onsets"] > 20
     assert res["median_ms"] < 25.0
 
 
 def test_corpus_stats(smoke_corpus):
-    s = K.corpus_stats(smoke_corpus)
+    s = C.corpus_stats(smoke_corpus)
     assert s["hours"].loc["train", "stems_h"] > 0
     assert s["pitch_hist"].values.sum() > 0
     assert set(s["pitch_hist"].columns) == {"ag", "eg"}

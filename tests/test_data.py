@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from guitarsep.config import SETTINGS
-from guitarsep.data import (RemixDataset, StepBatchSampler, TrainingSource, ValidClips,
+from guitarsep.training.data import (RemixDataset, StepBatchSampler, TrainingSource, ValidClips,
                             cache_dir, make_loader)
 
 
@@ -104,8 +104,7 @@ def test_masks_align_with_audio_chunk(source, smoke_corpus, smoke_profile, setti
     """The cached mask rows of a chunk equal the mask computed from the chunk's own notes on
     the chunk's own STFT frame grid (frame t of the chunk <-> sample start + t * hop)."""
     from guitarsep import score
-    from guitarsep.data import _load_part_notes
-    from guitarsep.transforms import Spectrogram
+    from guitarsep.models.frontend import Spectrogram
     cfg = smoke_profile.train
     ds = RemixDataset(source, setting, cfg)
     spec = Spectrogram(setting)
@@ -115,7 +114,7 @@ def test_masks_align_with_audio_chunk(source, smoke_corpus, smoke_profile, setti
         s = ds.sample(1, i)
         assert spec(torch.from_numpy(s["mix"])).shape[0] == s["m_target"].shape[0]
         tp = d["target_part"]
-        notes = _load_part_notes(smoke_corpus, source.pieces[d["piece"]], tp)
+        notes = smoke_corpus.notes(source.pieces[d["piece"]], tp)
         t0 = d["start"] / setting.sr
         local = score.Notes(notes.onset - t0, notes.offset - t0, notes.pitch, notes.velocity)
         m = score.binary_score_mask(local, s["m_target"].shape[0], sr=setting.sr,

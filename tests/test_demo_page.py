@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 
 from listening_fakes import MODELS, fake_scores, tiny_models
-from guitarsep.demo_page import FIGURE_NAMES, page_size, select_demo_clips, write_demo_page
+from guitarsep.app.demo_page import FIGURE_NAMES, page_size, select_demo_clips, write_demo_page
 
 ROOT = Path(__file__).resolve().parents[1]
 

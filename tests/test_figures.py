@@ -1,4 +1,5 @@
-"""Tests for guitarsep.figures: each figure from a small synthetic results table."""
+"""Tests for guitarsep.evaluation.figures (each figure from a small synthetic results table),
+guitarsep.evaluation.summary (the markdown report) and guitarsep.evaluation.paper."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from guitarsep import figures as F  # noqa: E402
-from guitarsep.metrics import RESULT_COLUMNS  # noqa: E402
+from guitarsep.evaluation import figures as F  # noqa: E402
+from guitarsep.evaluation import paper as P  # noqa: E402
+from guitarsep.evaluation import summary as S  # noqa: E402
+from guitarsep.evaluation.metrics import RESULT_COLUMNS, medians_table  # noqa: E402
+from guitarsep.vocabulary import SCENARIO_COMBINATIONS  # noqa: E402
 
 
 def results(models_by_setting: dict, scenarios=("seen", "a", "b", "c", "d"), n=6, seed=0,
@@ -24,7 +28,7 @@ def results(models_by_setting: dict, scenarios=("seen", "a", "b", "c", "d"), n=6
     rows = []
     for setting, models in models_by_setting.items():
         for sc in scenarios:
-            for comb in F.SCENARIO_COMBINATIONS[sc]:
+            for comb in SCENARIO_COMBINATIONS[sc]:
                 for i in range(n):
                     cid = f"{sc}-{comb}-{i:03d}"
                     base = noise.setdefault((setting, cid), rng.normal(4.0, 3.0))
@@ -82,14 +86,14 @@ def test_missing_models_and_empty_table(tmp_path):
     fig = F.plot_unseen(empty)
     assert "no results" in fig.axes[0].texts[0].get_text()
     matplotlib.pyplot.close(fig)
-    assert "n/a" in F.summary_markdown(empty)
+    assert "n/a" in S.summary_markdown(empty)
 
 
 def test_summary_markdown_computes_from_data():
     df = results(ALL, offset={"si_umx_soft": 2.0, "si_umx_binary": 1.0, "umx_blind": -1.0,
                               "si_cnn": 0.5, "si_unet_soft": 0.0, "si_unet_binary": -1.0,
                               "oracle_irm": 5.0, "mixture": -6.0}, n=8)
-    md = F.summary_markdown(df, n_boot=50)
+    md = S.summary_markdown(df, n_boot=50)
     # paper values are shown beside ours
     assert "| low_res.png | seen | SI-Open-unmix |" in md and "| 3.1 |" in md
     assert "-4.3" in md
@@ -101,13 +105,56 @@ def test_summary_markdown_computes_from_data():
     # flip an ordering: the check notices
     flipped = df.copy()
     flipped.loc[flipped.model == "umx_blind", "si_sdr"] += 10
-    md2 = F.summary_markdown(flipped, n_boot=50)
+    md2 = S.summary_markdown(flipped, n_boot=50)
     assert "unseen: soft > blind, c, ag+ag: ours **fails**" in md2
 
 
 def test_paper_medians_table():
-    p = F.PAPER_MEDIANS
+    p = P.PAPER_MEDIANS
     assert p["low_res"]["seen"]["si_umx_soft"] == {"ag+ag": 3.1, "ag+eg": 8.2, "eg+eg": 3.5}
     assert p["modern"]["seen"]["si_unet_binary"] == {"ag+ag": 2.2, "ag+eg": 5.1, "eg+eg": 2.1}
     assert p["modern"]["c"]["umx_blind"] == {"ag+eg": -4.3}
     assert p["modern"]["d"]["si_umx_binary"] == {"ag+ag": -1.0}
+
+
+def test_verdict_counts_come_from_data():
+    # one box per model (modern, seen, ag+ag): Open-unmix soft > binary, UNet soft < binary
+    df = results({"modern": ["si_umx_soft", "si_umx_binary", "si_unet_soft", "si_unet_binary"]},
+                 scenarios=("seen",), n=5,
+                 offset={"si_umx_soft": 3.0, "si_unet_soft": -3.0})
+    df = df[df.combination == "ag+ag"]
+    med = medians_table(df, n_boot=20)
+    checks = S.check_orderings(S.median_cells(med), S.paper_lookup(P.PAPER_MEDIANS))
+    by_desc = {c.ordering.desc: c for c in checks if c.evaluable}
+    assert set(by_desc) == {"modern: Open-unmix soft >= binary", "modern: UNet soft >= binary"}
+    assert by_desc["modern: Open-unmix soft >= binary"].holds
+    assert not by_desc["modern: UNet soft >= binary"].holds
+    assert by_desc["modern: UNet soft >= binary"].paper_holds      # the paper: 5.7 vs 2.2
+    n_all = sum(len(SCENARIO_COMBINATIONS[sc]) for o in P.PAPER_ORDERINGS for sc in o.scenarios)
+    counts = S.count_verdicts(checks)
+    assert (counts.holds, counts.fails, counts.not_evaluable) == (1, 1, n_all - 2)
+    md = S.summary_markdown(df, n_boot=20)
+    assert f"Orderings: 1 hold, 1 fail, {n_all - 2} not evaluable;" in md
+    assert "modern: UNet soft >= binary, seen, ag+ag: ours **fails** (" in md
+    # counts read the rows' fields, not text: hand-made rows
+    o = P.PAPER_ORDERINGS[0]
+    rows = [S.OrderingCheck(o, "seen", "ag+ag", (3.0, 2.0, 1.0), None, True, False, True),
+            S.OrderingCheck(o, "seen", "ag+eg", (1.0, 2.0, 3.0), None, False, False, False),
+            S.OrderingCheck(o, "seen", "eg+eg", None, (3.1, 1.2, -2.5), False, True, False)]
+    assert S.count_verdicts(rows) == S.VerdictCounts(holds=1, fails=1, not_evaluable=1,
+                                                     overlapping=1)
+    assert [r.verdict for r in rows] == ["holds", "fails", "n/a"]
+
+
+def test_summary_links_method_doc(tmp_path, monkeypatch):
+    df = results({"modern": ["si_umx_soft", "oracle_irm"]}, scenarios=("seen",), n=2)
+    md = S.summary_markdown(df, n_boot=10)
+    assert "METHOD.md" not in md
+    assert "([docs/method.md](docs/method.md#the-papers-figures-and-numbers))" in md
+    # write_figures links docs/method.md relative to the folder it writes into
+    monkeypatch.setenv("GUITARSEP_ROOT", str(tmp_path))
+    paths = F.write_figures(df, tmp_path / "figures", {"profile": "test"}, n_boot=10)
+    text = paths["summary"].read_text()
+    assert "](../docs/method.md#the-papers-figures-and-numbers)" in text
+    assert text.split("\n\n", 2)[2] == S.summary_markdown(
+        df, n_boot=10, method_doc="../docs/method.md")

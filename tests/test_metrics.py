@@ -1,4 +1,4 @@
-"""Tests for guitarsep.metrics: SI-SDR closed forms, BSS Eval wrapper, tidy table, medians."""
+"""Tests for guitarsep.evaluation.metrics: SI-SDR closed forms, BSS Eval wrapper, tidy table, medians."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from guitarsep.config import EvalConfig
-from guitarsep.metrics import (
+from guitarsep.evaluation.metrics import (
     RESULT_COLUMNS, bss_eval, evaluate_clips, medians_table, select_museval_clips, si_sdr,
 )
 

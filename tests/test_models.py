@@ -1,13 +1,14 @@
-"""Tests for guitarsep.transforms and guitarsep.models (small sizes: CPU, seconds)."""
+"""Tests for guitarsep.models.frontend and guitarsep.models (small sizes: CPU, seconds)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from guitarsep.config import SETTINGS
+from guitarsep.config import SETTINGS, MaskParams
 from guitarsep.models import MODEL_NAMES, build_model, count_parameters, hparams_for, model_family
 from guitarsep.models.base import crop_to, pad_to_multiple
-from guitarsep.transforms import Spectrogram, istft, magnitude, score_input, score_pair
+from guitarsep.models.checkpoint import load_model, save_checkpoint
+from guitarsep.models.frontend import Spectrogram, istft, magnitude, score_input, score_pair
 
 SMALL = {"umx": dict(hidden_size=16), "unet": dict(channels=4), "cnn": dict()}
 SETTING_NAMES = tuple(SETTINGS)
@@ -181,12 +182,13 @@ def test_state_dict_round_trip(name, tmp_path):
     model(*inputs)                       # move batch-norm running stats away from init
     model.eval()
     path = tmp_path / "m.pt"
-    torch.save({"name": model.name, "setting": st.name, "hparams": model.hparams,
-                "state_dict": model.state_dict()}, path)
-    ck = torch.load(path)
-    clone = build_model(ck["name"], ck["setting"], **ck["hparams"])
-    clone.load_state_dict(ck["state_dict"])
-    clone.eval()
+    mask = MaskParams(n_harmonics=7, cents=25.0)
+    save_checkpoint(path, model, st, mask, meta={"epoch": 3})
+    loaded = load_model(path)            # the one loader of every model file
+    assert (loaded.name, loaded.setting, loaded.mask) == (model.name, st, mask)
+    assert loaded.info["epoch"] == 3 and loaded.hparams == model.hparams
+    clone = loaded.model
+    assert not clone.training
     with torch.no_grad():
         assert torch.equal(model(*inputs), clone(*inputs))
 

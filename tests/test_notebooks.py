@@ -45,7 +45,7 @@ def test_all_notebooks_run_on_smoke(tmp_path, monkeypatch):
     assert set(robustness["kind"]) >= {"none", "global_offset", "missing_notes"}
     assert robustness["si_sdr"].notna().all()
     # `guitarsep figures` redraws every figure, robustness.png included, from the tables
-    from guitarsep import cli
+    from guitarsep.app import cli
     assert cli.main(["figures", "--profile", "smoke", "--root", str(tmp_path), "--quiet"]) == 0
     side = json.loads((figures / "robustness.json").read_text())
     assert side["provenance"]["redrawn_by"] == "guitarsep figures"

@@ -1,4 +1,5 @@
-"""Score-error perturbations, the robustness study loop and its figure (guitarsep.robustness)."""
+"""Score-error perturbations (guitarsep.score.perturb), the robustness study loop
+(guitarsep.evaluation.robustness) and its figure."""
 import dataclasses
 
 import matplotlib
@@ -10,10 +11,11 @@ import torch
 matplotlib.use("Agg")
 
 from guitarsep.config import RobustnessConfig, load_profile  # noqa: E402
-from guitarsep.figures import plot_robustness  # noqa: E402
-from guitarsep.robustness import (PERTURBATION_KINDS, onset_error_ms, perturb_notes,  # noqa: E402
-                                  robustness_clips, robustness_conditions, run_robustness)
+from guitarsep.evaluation.figures import plot_robustness  # noqa: E402
+from guitarsep.evaluation.robustness import (robustness_clips, robustness_conditions,  # noqa: E402
+                                              run_robustness)
 from guitarsep.score import Notes  # noqa: E402
+from guitarsep.score.perturb import PERTURBATION_KINDS, onset_error_ms, perturb_notes  # noqa: E402
 
 
 def _notes(n=40, seed=0):

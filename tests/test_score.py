@@ -1,4 +1,5 @@
-"""Tests for guitarsep.score: Notes, score readers/writers, validation and score masks."""
+"""Tests for guitarsep.score: Notes, score readers/writers, part resolution, validation and
+score masks (notes.py, readers.py, guitarpro.py, masks.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 
 from guitarsep.config import SETTINGS, MaskParams
 from guitarsep.score import (
-    Notes, binary_score_mask, list_parts, load_notes, notes_to_pretty_midi, save_notes,
-    score_masks, soft_from_binary, validate_notes,
+    Notes, binary_score_mask, list_parts, load_notes, notes_to_pretty_midi, parse_part,
+    part_names, resolve_part, save_notes, score_masks, soft_score_mask, validate_notes,
 )
 
 MODERN = dict(sr=44100, n_fft=4096, hop=1024)
@@ -106,27 +107,64 @@ def test_soft_values_and_binary_dominates():
     np.testing.assert_array_equal(soft == 0.5, (binary == 1) & m_a)
 
 
-def test_soft_from_binary_zero_where_both_zero():
+def test_soft_score_mask_zero_where_both_zero():
     mt = np.array([[1, 1, 0, 0]], dtype=bool)
     ma = np.array([[1, 0, 1, 0]], dtype=bool)
-    np.testing.assert_array_equal(soft_from_binary(mt, ma), [[0.5, 1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(soft_score_mask(mt, ma), [[0.5, 1.0, 0.0, 0.0]])
     # numeric inputs take the general division path
-    out = soft_from_binary(mt.astype(np.float64), ma.astype(np.uint8))
+    out = soft_score_mask(mt.astype(np.float64), ma.astype(np.uint8))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, [[0.5, 1.0, 0.0, 0.0]])
 
 
-def test_soft_from_binary_torch():
+def test_soft_score_mask_torch():
     torch = pytest.importorskip("torch")
     mt = torch.tensor([[[True, True, False, False]]])
     ma = torch.tensor([[[True, False, True, False]]])
-    out = soft_from_binary(mt, ma)
+    out = soft_score_mask(mt, ma)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
     assert out.tolist() == [[[0.5, 1.0, 0.0, 0.0]]]
+    # a floating target keeps its dtype; the accompaniment is converted to it
+    out = soft_score_mask(mt.double() * 0.3, ma)
+    assert out.dtype == torch.float64
+    assert out.tolist() == [[[0.3 / 1.3, 1.0, 0.0, 0.0]]]
+
+
+def test_soft_score_mask_numpy_and_torch_agree():
+    """The bool fast path, the numpy division and the torch path give the same float32 bits."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    mt, ma = rng.random((2, 50, 60)) < 0.4, rng.random((2, 50, 60)) < 0.3
+    fast = soft_score_mask(mt, ma)
+    general = soft_score_mask(mt.astype(np.uint8), ma)
+    tensor = soft_score_mask(torch.from_numpy(mt), torch.from_numpy(ma)).numpy()
+    assert fast.dtype == general.dtype == tensor.dtype == np.float32
+    np.testing.assert_array_equal(fast.view(np.int32), general.view(np.int32))
+    np.testing.assert_array_equal(fast.view(np.int32), tensor.view(np.int32))
+
+
+def test_score_input_uses_soft_score_mask():
+    """``models.frontend.score_input`` is ``soft_score_mask`` for the soft kind, bit for bit,
+    and ``score_pair`` swaps the parts."""
+    torch = pytest.importorskip("torch")
+    from guitarsep.models.frontend import score_input, score_pair
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 30, 20, generator=g), torch.rand(2, 30, 20, generator=g)
+    x[x < 0.3], y[y < 0.4] = 0, 0
+    for a, b in ((x, y), (x.double(), y.double()), (x > 0.5, y > 0.5), (x.half(), y > 0.5)):
+        soft = score_input("soft", a, b)
+        direct = soft_score_mask(a, b)
+        assert torch.equal(soft, direct) and soft.dtype == direct.dtype
+        den = a.to(soft.dtype) + b.to(soft.dtype)
+        ref = torch.where(den > 0, a.to(soft.dtype) / den.clamp_min(torch.finfo(soft.dtype).tiny),
+                          torch.zeros_like(den))
+        assert torch.equal(soft, ref)
+        s_t, s_a = score_pair("soft", a, b)
+        assert torch.equal(s_t, soft) and torch.equal(s_a, soft_score_mask(b, a))
 
 
 def test_next_same_pitch_cuts_the_release():
-    from guitarsep.score import _note_spans
+    from guitarsep.score.masks import _note_spans
     p = MaskParams()
     # the release of note 0 (to 2.5 s) stops at the next C4's onset - 0.1 = 2.1 s;
     # the E4 does not cut it (different pitch)
@@ -327,3 +365,48 @@ def test_musicxml_two_parts_chord_and_tie(tmp_path):
         load_notes(path)
     with pytest.raises(ValueError, match="duo.musicxml: empty part"):
         load_notes(path, "tacet")
+
+
+# --- part resolution (guitarsep separate --part) ---------------------------------------------
+
+def test_parse_part():
+    assert parse_part(None) is None and parse_part(3) == 3 and parse_part(np.int64(2)) == 2
+    assert parse_part(" 1 ") == 1 and parse_part(" Lead ") == "Lead"
+    assert parse_part("program:25") == ("program", 25) == parse_part("Program = 25")
+    assert parse_part("-1") == "-1"
+
+
+def test_resolve_part_chooses_as_load_notes(two_guitar_midi, tmp_path):
+    path, a, b = two_guitar_midi
+    assert resolve_part(path, "1") == (1, 1)
+    assert resolve_part(path, " overdrive ") == ("overdrive", 1)
+    assert resolve_part(path, "program:24") == (0, 0)
+    assert part_names(path) == ([["Nylon"], ["Overdrive"]], [False, False])
+    for part in (None, "bass", "5"):
+        with pytest.raises(ValueError, match="duo.mid.*parts found: 0: Nylon") as e:
+            resolve_part(path, part)
+        with pytest.raises(ValueError) as e2:
+            load_notes(path, parse_part(part))
+        assert str(e.value) == str(e2.value)            # the reader's own message
+    with pytest.raises(ValueError, match=r"duo.mid: no track\(s\) with program 1 "
+                                         r"\(part=program:1\); parts found: 0: Nylon"):
+        resolve_part(path, "program:1")
+    text = tmp_path / "solo.txt"
+    save_notes(text, a)
+    assert resolve_part(text, None) == (None, 0) and resolve_part(text, "0") == (0, 0)
+    assert part_names(text) == ([["solo"]], [False])
+    with pytest.raises(ValueError, match="solo.txt: a text file holds one part"):
+        resolve_part(text, "solo")
+    with pytest.raises(ValueError, match="solo.txt: program:N selects a MIDI track"):
+        resolve_part(text, "program:24")
+    with pytest.raises(ValueError, match="nope.mid: cannot read score: no such file"):
+        resolve_part(tmp_path / "nope.mid", None)
+
+
+def test_import_is_torch_free():
+    import subprocess
+    import sys
+    code = ("import sys, guitarsep.score, guitarsep.score.align; "
+            "heavy = {'torch', 'pretty_midi', 'music21', 'guitarpro'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)

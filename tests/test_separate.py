@@ -1,14 +1,15 @@
-"""Tests for guitarsep.separate: lengths, resampling, references, chunking, Wiener path."""
+"""Tests for guitarsep.separation.separate: lengths, resampling, references, chunking, Wiener path."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
+from guitarsep.corpus import Clip
 from guitarsep.config import SETTINGS
-from guitarsep.metrics import si_sdr
+from guitarsep.evaluation.metrics import si_sdr
 from guitarsep.score import Notes
-from guitarsep.separate import (
+from guitarsep.separation.separate import (
     estimate_magnitude, mixture, oracle_irm, score_only, separate_batch, separate_clip,
     wiener_target,
 )
@@ -211,12 +212,12 @@ def test_separate_batch_models_and_references():
     clips = []
     for secs in (1.0, 1.3):
         mix, tgt, oth, tn, an = two_tones(secs)
-        clips.append(dict(mix=mix, target=tgt, other=oth, target_notes=tn, accomp_notes=an))
+        clips.append(Clip(f"c{secs}", mix, tgt, oth, tn, an, 44100, "seen", "ag+ag", "s01", "s02"))
     st = SETTINGS["modern"]
     for model in (MaskTimesMix(), "oracle_irm", "score_only", "mixture"):
         out = list(separate_batch(model, clips, st, progress=False))
         assert len(out) == 2
         for clip, est in out:
-            assert est.shape == clip["mix"].shape
+            assert est.shape == clip.mix.shape
     with pytest.raises(ValueError, match="unknown reference"):
         list(separate_batch("oracle", clips, st, progress=False))

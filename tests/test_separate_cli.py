@@ -1,4 +1,4 @@
-"""Tests for ``guitarsep separate`` (guitarsep.user_separate, the CLI) and the Guitar Pro reader.
+"""Tests for ``guitarsep separate`` (guitarsep.app.separate_file, the CLI) and the Guitar Pro reader.
 
 A tiny untrained model (si_umx_soft, hidden_size 16) is exported with ``export_model`` so the
 tests do not depend on training. The "recording" is made of synthetic harmonic tones (no
@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from guitarsep import cli
-from guitarsep import user_separate as us
+from guitarsep.app import cli
+from guitarsep.app import separate_file as us
+from guitarsep.io import load_audio
+from guitarsep.models import checkpoint
+from guitarsep.models.checkpoint import export_model
+from guitarsep.separation import separate_clip
 from guitarsep.score import Notes, list_parts, load_notes, notes_to_pretty_midi, save_notes
 
 SR = 48000
@@ -54,11 +58,13 @@ def _save_checkpoint(path, name="si_umx_soft", extra=None):
 
     from guitarsep.models import build_model
 
+    from guitarsep.config import MaskParams
+    from guitarsep.models.checkpoint import save_checkpoint
+
     torch.manual_seed(0)
     m = build_model(name, "modern", hidden_size=16)
-    torch.save({"model": m.state_dict(), "name": name, "setting": "modern",
-                "hparams": dict(m.hparams), "epoch": 3, "valid_loss": 0.5, **(extra or {})},
-               path)
+    save_checkpoint(path, m, "modern", MaskParams(), meta={"epoch": 3, "valid_loss": 0.5},
+                    training=extra)
     return m
 
 
@@ -80,7 +86,7 @@ def files(tmp_path_factory):
     _write_musicxml(d / "song.musicxml", a, b)
     _write_gp5(d / "song.gp5", [("Lead", _quarters(A_FRETS, 1)), ("Rhythm", _halves(B_FRETS, 5))])
     _save_checkpoint(d / "best.pt")
-    us.export_model(d / "best.pt", d / "tiny.pt", {"purpose": "tests (untrained)"})
+    export_model(d / "best.pt", d / "tiny.pt", {"purpose": "tests (untrained)"})
     return d
 
 
@@ -226,7 +232,13 @@ def test_chunked_equals_one_shot(files):
         us.separate_file(files / "mix.wav", files / "a.txt", out, accomp_path=files / "b.txt",
                          model=files / "tiny.pt", chunk_s=chunk_s, log=None, progress=False)
         ys.append(sf.read(out)[0])
-    assert us._n_chunks(int(DUR * SR), SR, us.load_model(files / "tiny.pt").setting, 1.5) > 2
+    # and chunk_s=1.5 really cut the input into several chunks
+    lm = us.load_model(files / "tiny.pt")
+    mix, sr = load_audio(files / "mix.wav")
+    calls = []
+    separate_clip(lm.model, mix, load_notes(files / "a.txt"), load_notes(files / "b.txt"),
+                  lm.setting, sr=sr, chunk_s=1.5, on_chunk=lambda done, n: calls.append(n))
+    assert len(calls) == calls[0] > 2
     np.testing.assert_allclose(ys[1], ys[0], atol=1e-4)
 
 
@@ -251,8 +263,8 @@ def test_align_option(files, capsys):
 
 def test_no_accomp_falls_back_to_binary_model(files, tmp_path, monkeypatch, capsys):
     _save_checkpoint(tmp_path / "bin.pt", name="si_umx_binary")
-    us.export_model(tmp_path / "bin.pt", tmp_path / "si_umx_binary.pt", {})
-    monkeypatch.setattr(us, "RESOURCES", tmp_path)
+    export_model(tmp_path / "bin.pt", tmp_path / "si_umx_binary.pt", {})
+    monkeypatch.setattr(checkpoint, "RESOURCES", tmp_path)
     rc, err = run_cli(capsys, files / "mix.wav", "--score", files / "a.txt",
                       "-o", tmp_path / "o.wav")
     assert rc == 0, err
@@ -353,7 +365,7 @@ def test_model_with_wrong_weights(files, tmp_path, capsys):
     import torch
     wrong = tmp_path / "wrong.pt"
     ck = torch.load(files / "tiny.pt", weights_only=True)
-    ck["hparams"] = {"hidden_size": 32}
+    ck["hparams"] = {"hidden_size": 32}      # the file's weights are for hidden size 16
     torch.save(ck, wrong)
     assert_one_line_error(*_bad(capsys, files, tmp_path, model=wrong), wrong,
                           "do not fit si_umx_soft")
@@ -367,10 +379,10 @@ def test_missing_model_file_and_name(files, tmp_path, capsys):
 
 
 def test_shipped_model_missing_says_how(files, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(us, "RESOURCES", tmp_path / "empty_resources")
+    monkeypatch.setattr(checkpoint, "RESOURCES", tmp_path / "empty_resources")
     rc, err = run_cli(capsys, files / "mix.wav", "--score", files / "song.mid", "--part",
                       "Lead", "-o", tmp_path / "o.wav")
-    assert_one_line_error(rc, err, "si_umx_soft.pt", "guitarsep.train", "export")
+    assert_one_line_error(rc, err, "si_umx_soft.pt", "guitarsep train", "guitarsep export")
     assert not (tmp_path / "o.wav").exists()
 
 
@@ -404,7 +416,7 @@ def test_export_and_load(files, tmp_path):
     ref = us.load_model(files / "best.pt")            # the training-style checkpoint
     for (k, v), (_, w) in zip(lm.model.state_dict().items(), ref.model.state_dict().items()):
         assert torch.equal(v, w), k
-    us.export_model(files / "best.pt", tmp_path / "half.pt", {}, dtype="float16")
+    export_model(files / "best.pt", tmp_path / "half.pt", {}, dtype="float16")
     half = us.load_model(tmp_path / "half.pt")
     assert (tmp_path / "half.pt").stat().st_size < 0.6 * (files / "tiny.pt").stat().st_size
     for (k, v), (_, w) in zip(half.model.state_dict().items(), ref.model.state_dict().items()):
@@ -488,3 +500,25 @@ def test_old_commands_still_parse(tmp_path, capsys):
     assert "scores.csv not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["no-such-command"])
+
+
+def test_model_separates_with_its_own_mask_parameters(files, tmp_path):
+    """A model file carries the score-mask parameters it was trained with, and
+    ``separate_file`` builds the masks with those, not with the defaults."""
+    from guitarsep.config import MaskParams
+    from guitarsep.models.checkpoint import save_checkpoint
+
+    own_mask = MaskParams(n_harmonics=4, cents=60.0, onset_tol=0.05, fermata=0.2)
+    tiny = us.load_model(files / "tiny.pt")
+    save_checkpoint(tmp_path / "m.pt", tiny.model, tiny.setting, own_mask)
+    assert us.load_model(tmp_path / "m.pt").mask == own_mask
+    out = tmp_path / "own.wav"
+    us.separate_file(files / "mix.wav", files / "a.txt", out, accomp_path=files / "b.txt",
+                     model=tmp_path / "m.pt", log=None, progress=False)
+    got = sf.read(out, dtype="float32")[0]
+    mix, sr = load_audio(files / "mix.wav")
+    a, b = load_notes(files / "a.txt"), load_notes(files / "b.txt")
+    with_own, with_default = (separate_clip(tiny.model, mix, a, b, tiny.setting, sr=sr,
+                                            mask_params=m) for m in (own_mask, MaskParams()))
+    np.testing.assert_allclose(got, with_own, atol=1e-6)
+    assert np.abs(got - with_default).max() > 100 * np.abs(got - with_own).max() + 1e-4

@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from guitarsep.config import ModelSpec, load_profile
-from guitarsep.train import (load_trained, read_log, run_config_hash, run_dir, train_all,
-                             train_model, weights_checksum)
+from guitarsep.app.cli import main as cli_main
+from guitarsep.models.checkpoint import read_checkpoint, weights_checksum
+from guitarsep.training.loop import (load_trained, read_log, run_config_hash, run_dir,
+                                     train_all, train_model)
 
 SPEC = ModelSpec("si_umx_soft", "low_res")     # has dropout: exercises the RNG handling
 
@@ -32,9 +34,9 @@ def _profile_copy(smoke_corpus, tmp_path, name="run") -> "Profile":  # noqa: F82
 
 
 def _cli(profile, spec, *extra) -> list[str]:
-    return [sys.executable, "-m", "guitarsep.train", "--profile", profile.name, "--model",
-            spec.name, "--setting", spec.setting, "--root", str(profile.root), "--no-progress", "--device", "cpu",
-            *extra]
+    return [sys.executable, "-m", "guitarsep", "train", "--profile", profile.name, "--model",
+            spec.name, "--setting", spec.setting, "--root", str(profile.root), "--no-progress",
+            "--device", "cpu", *extra]
 
 
 def _env():
@@ -84,24 +86,27 @@ def test_finished_run_is_skipped(trained, smoke_corpus):
 def test_checkpoint_round_trip(trained):
     p, rec = trained
     out = run_dir(p, SPEC)
-    best = load_trained(p, SPEC)
-    assert not best.training
-    ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
-    assert ck["config_hash"] == rec["config_hash"] and ck["epoch"] == rec["best_epoch"]
-    assert all(torch.equal(v, ck["model"][k]) for k, v in best.state_dict().items())
+    loaded = load_trained(p, SPEC)
+    best = loaded.model
+    assert not best.training and loaded.mask == p.mask and loaded.setting.name == SPEC.setting
+    ck = read_checkpoint(out / "best.pt")
+    assert ck["meta"]["config_hash"] == rec["config_hash"]
+    assert ck["meta"]["epoch"] == rec["best_epoch"]
+    assert all(torch.equal(v, ck["state_dict"][k]) for k, v in best.state_dict().items())
     # identical outputs from two loads
     g = torch.Generator().manual_seed(0)
     F = best.setting.n_bins
     x = torch.rand(2, 20, F, generator=g)
     s = (torch.rand(2, 20, F, generator=g) > 0.7).float()
     with torch.no_grad():
-        assert torch.equal(best(x, s), load_trained(p, SPEC)(x, s))
+        assert torch.equal(best(x, s), load_trained(p, SPEC).model(x, s))
     # without best.pt: last.pt, i.e. the final weights, bit for bit
     moved = out / "best.pt.bak"
     shutil.move(out / "best.pt", moved)
     try:
         final = load_trained(p, SPEC)
-        assert weights_checksum(final) == rec["rank_checksums"][0]
+        assert final.path.name == "last.pt"
+        assert weights_checksum(final.model) == rec["rank_checksums"][0]
     finally:
         shutil.move(moved, out / "best.pt")
 
@@ -132,7 +137,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(trained, smoke_corpus, tmp_path)
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
             if last.is_file():
-                state = torch.load(last, map_location="cpu", weights_only=False)["state"]
+                state = read_checkpoint(last)["training"]["state"]
                 if state["step_in_epoch"] > 0:
                     break
             time.sleep(0.1)
@@ -145,7 +150,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(trained, smoke_corpus, tmp_path)
     assert proc.returncode == -signal.SIGKILL
     assert state is not None and 0 < state["global_step"] < rec_ref["steps"]
     assert not (run_dir(p, SPEC) / "run.json").exists()
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)["state"]["global_step"]
+    killed_at = read_checkpoint(last)["training"]["state"]["global_step"]
     assert killed_at < rec_ref["steps"]
     done = subprocess.run(_cli(p, SPEC, "--ckpt-every", "1"), env=_env(), capture_output=True,
                           text=True, timeout=300)
@@ -164,10 +169,28 @@ def test_ddp_two_ranks_end_identical(smoke_corpus, tmp_path):
     (checksums gathered into run.json) after the full number of steps."""
     p = _profile_copy(smoke_corpus, tmp_path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           "2", "-m", "guitarsep.train", *_cli(p, SPEC)[3:]]
+           "2", "-m", "guitarsep", *_cli(p, SPEC)[3:]]
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     rec = json.loads((run_dir(p, SPEC) / "run.json").read_text())
     assert rec["world_size"] == 2 and rec["complete"]
     assert rec["steps"] == p.train.epochs * p.train.steps_per_epoch
     assert len(rec["rank_checksums"]) == 2 and rec["ranks_identical"]
+
+
+def test_cli_steps_scale_keeps_the_profile_spec(smoke_corpus, tmp_path, monkeypatch):
+    """``guitarsep train --steps-scale`` replaces only steps_scale: the spec's epochs (and so
+    the config hash of the run) stay those of the profile."""
+    import guitarsep.training.loop as loop
+
+    p = _profile_copy(smoke_corpus, tmp_path)
+    spec = ModelSpec("si_umx_soft", "low_res", steps_scale=1.0, epochs=1)
+    p = dataclasses.replace(p, models=(spec,))
+    seen = []
+    monkeypatch.setattr(loop, "train_model", lambda profile, s, **kw: seen.append(s) or
+                        {"key": s.key, "steps": 0, "epochs": 0, "best_epoch": None,
+                         "best_valid_si_sdr": None, "wall_s": 0.0, "complete": True})
+    monkeypatch.setattr("guitarsep.app.cli.load_profile", lambda name, root=None: p)
+    assert cli_main(["train", "--model", "si_umx_soft", "--setting", "low_res",
+                     "--steps-scale", "2", "--quiet"]) == 0
+    assert seen == [dataclasses.replace(spec, steps_scale=2.0)]

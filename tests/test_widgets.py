@@ -1,4 +1,4 @@
-"""guitarsep.widgets: the pure listening helpers, and the panel driven through its callbacks
+"""guitarsep.app.listening: the pure listening helpers, and the panel driven through its callbacks
 (as the widgets' observers call them) on the session's smoke corpus with tiny untrained models
 and a small fake scores table (nothing here needs a finished run)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import soundfile as sf
 
 from guitarsep.config import ModelSpec
 from listening_fakes import fake_scores, tiny_models
-from guitarsep.widgets import (
+from guitarsep.app.listening import (
     PLAYBACK_SR, EstimateCache, clip_metrics, clip_options, concat_ab, encode_ogg,
     listening_panel, model_key, pick_clips, signal_names, to_playback, view_signals,
 )

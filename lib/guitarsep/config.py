@@ -2,7 +2,7 @@
 
 Every size, seed and path that a notebook or the CLI uses lives here and is passed explicitly;
 no function in the package looks a profile up from a global. Used by every notebook
-(``profile`` is the papermill parameter) and by ``guitarsep.cli``.
+(``profile`` is the papermill parameter) and by ``guitarsep.app.cli``.
 
     >>> from guitarsep.config import load_profile
     >>> p = load_profile("smoke")
@@ -11,11 +11,12 @@ no function in the package looks a profile up from a global. Used by every noteb
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from guitarsep.io import json_hash
+from guitarsep.vocabulary import FIGURE_MODEL_KEYS
 
 __all__ = [
     "StftSetting", "SETTINGS", "MaskParams", "CorpusConfig", "TrainConfig", "EvalConfig",
@@ -147,7 +148,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RobustnessConfig:
-    """The score-error study of ``06_robustness.ipynb`` (``guitarsep.robustness``).
+    """The score-error study of ``06_robustness.ipynb`` (``guitarsep.evaluation.robustness``).
 
     ``levels``: per perturbation kind, the levels tried besides the clean score (seconds for
     ``onset_jitter``/``global_offset``, fractions of the notes for the others). Every
@@ -185,12 +186,6 @@ class ModelSpec:
         return f"{self.setting}-{self.name}"
 
 
-# The models each figure needs (figures.py draws only what is in the results table).
-FIGURE_MODEL_KEYS: tuple[tuple[str, str], ...] = (
-    ("si_umx_soft", "low_res"), ("si_unet_soft", "low_res"), ("si_cnn", "low_res"),
-    ("si_umx_soft", "modern"), ("si_umx_binary", "modern"), ("umx_blind", "modern"),
-    ("si_unet_soft", "modern"), ("si_unet_binary", "modern"),
-)
 
 
 def figure_models(steps_scale: dict[str, float] | None = None,
@@ -259,9 +254,7 @@ class Profile:
 
 def config_hash(obj) -> str:
     """Short stable hash of a (nested) dataclass; keys caches (corpus, checkpoints)."""
-    d = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
-    blob = json.dumps(d, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return json_hash(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, 12)
 
 
 def find_root(start: Path | None = None) -> Path:

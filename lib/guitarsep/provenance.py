@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["git_commit", "device_description", "record_stage", "stage_timer", "collect",
-           "write_json_atomic"]
+from guitarsep.io import write_json_atomic
+
+__all__ = ["git_commit", "device_description", "record_stage", "stage_timer", "collect"]
 
 
 def git_commit(root: Path) -> str:
@@ -49,15 +50,6 @@ def device_description() -> str:
     except ImportError:
         pass
     return desc
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file and rename it, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _stages_path(profile) -> Path:

@@ -2,7 +2,7 @@
 
     >>> from guitarsep.config import SETTINGS
     >>> from guitarsep.models import build_model
-    >>> from guitarsep.transforms import score_pair
+    >>> from guitarsep.models.frontend import score_pair
     >>> model = build_model("si_umx_soft", SETTINGS["modern"], hidden_size=256)
     >>> est = model(mix_mag, *score_pair(model.score_kind, m_t, m_a))   # (B, T, 2049)
 
@@ -22,9 +22,11 @@ name                    score_kind       network
 ``si_cnn``              soft (+accomp)   Miron et al. CNN autoencoder (:class:`cnn.ScoreCNN`)
 ======================  ===============  =====================================================
 
-``build_model`` records ``model.name`` and ``model.hparams`` so a checkpoint can store
-``{"name", "setting", "hparams", "state_dict"}`` and rebuild with
-``build_model(name, setting, **hparams)``.
+``build_model`` records ``model.name`` and ``model.hparams``, so a model file
+(:mod:`guitarsep.models.checkpoint`: the one contract for training checkpoints and exported
+models, with the mask parameters the network was trained with) can rebuild it with
+``build_model(name, setting, **hparams)``. ``frontend.py`` is the STFT front end and score
+input every network shares. Used by 02_train.ipynb (training), 03/05/06 (separation).
 """
 from __future__ import annotations
 
@@ -32,12 +34,14 @@ from typing import Any
 
 from guitarsep.config import SETTINGS, StftSetting
 from guitarsep.models.base import SeparationModel, count_parameters
+from guitarsep.models.checkpoint import LoadedModel, export_model, load_model, save_checkpoint
 from guitarsep.models.cnn import ScoreCNN
 from guitarsep.models.umx import OpenUnmix
 from guitarsep.models.unet import ScoreUNet
 
 __all__ = ["build_model", "MODEL_NAMES", "count_parameters", "hparams_for", "SeparationModel",
-           "OpenUnmix", "ScoreUNet", "ScoreCNN", "model_family"]
+           "OpenUnmix", "ScoreUNet", "ScoreCNN", "model_family", "LoadedModel", "load_model",
+           "save_checkpoint", "export_model"]
 
 # name -> (class, score_kind)
 _REGISTRY: dict[str, tuple[type[SeparationModel], str | None]] = {

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guitarsep.config import StftSetting
+from guitarsep.vocabulary import SCORE_KINDS
 
 __all__ = [
     "SeparationModel", "count_parameters", "crop_bins", "pad_bins", "score_filtered",
@@ -38,7 +39,6 @@ __all__ = [
     "apply_time_distributed",
 ]
 
-SCORE_KINDS = ("soft", "binary", None)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -1,5 +1,5 @@
 """Listening: the interactive panel of ``05_listen.ipynb`` and the audio helpers it shares with
-:mod:`guitarsep.demo_page`.
+:mod:`guitarsep.app.demo_page`.
 
 People judge separation by ear. :func:`listening_panel` builds an ipywidgets panel to pick a
 scenario, a combination, a test clip and the models to hear; it plays the mixture, the true
@@ -15,7 +15,7 @@ Layout of this module:
   :func:`signal_names`, :func:`view_signals`, :func:`concat_ab`, :func:`to_playback`,
   :func:`encode_ogg`, :func:`audio_tag`, :func:`spectrogram_png`;
 - :class:`ViewState` (what is selected) and :class:`EstimateCache` (one separation per
-  (clip, model), via :func:`guitarsep.separate.separate_clip`);
+  (clip, model), via :func:`guitarsep.separation.separate.separate_clip`);
 - :class:`ListeningPanel`: the widgets. Each control calls one callback (``on_scenario_change``,
   ``on_combination_change``, ``on_clip_change``, ``on_models_change``, ``on_signal_change``,
   ``on_ab_change``, ``on_ab_pair_change``); tests call them directly. The players are
@@ -40,9 +40,11 @@ import numpy as np
 import pandas as pd
 
 from guitarsep.config import SETTINGS, ModelSpec
+from guitarsep.io import resample
+from guitarsep.vocabulary import METRICS, RANKING_MODEL, SCENARIOS, UNSEEN_MODELS
 
 __all__ = [
-    "LISTEN_MODELS", "REFERENCE", "PLAYBACK_SR", "OGG_QUALITY", "RANKS", "SCENARIO_ORDER",
+    "LISTEN_MODELS", "PLAYBACK_SR", "OGG_QUALITY", "RANKS",
     "load_listen_models", "model_key", "pick_clips", "clip_options", "clip_metrics",
     "signal_names", "view_signals", "concat_ab", "to_playback", "encode_ogg", "audio_tag",
     "spectrogram_png", "metrics_html", "ViewState", "EstimateCache", "ListeningPanel",
@@ -50,20 +52,13 @@ __all__ = [
 ]
 
 #: The models of ``figures/unseen.png``, by the labels the panel and the demo page show.
-LISTEN_MODELS: dict[str, ModelSpec] = {
-    "soft": ModelSpec("si_umx_soft", "modern"),
-    "binary": ModelSpec("si_umx_binary", "modern"),
-    "blind": ModelSpec("umx_blind", "modern"),
-}
-#: (model, setting) whose per-clip SI-SDR ranks the clips (best / median / worst).
-REFERENCE: tuple[str, str] = ("si_umx_soft", "modern")
+LISTEN_MODELS: dict[str, ModelSpec] = {label.lower(): ModelSpec(name, "modern")
+                                       for name, label in UNSEEN_MODELS}
 PLAYBACK_SR = 22050
 #: libsndfile's Vorbis ``compression_level`` (0 = best quality, 1 = smallest); 0.5 is about
 #: 60 kbit/s for a 22.05 kHz mono guitar mix.
 OGG_QUALITY = 0.5
 RANKS: tuple[str, ...] = ("best", "median", "worst")
-SCENARIO_ORDER: tuple[str, ...] = ("seen", "a", "b", "c", "d")
-METRICS: tuple[str, ...] = ("si_sdr", "sdr", "sir", "sar")
 _ALL = "all"
 
 
@@ -73,10 +68,10 @@ _ALL = "all"
 def load_listen_models(profile, specs: Mapping[str, ModelSpec] | None = None,
                        device: str = "cpu") -> dict:
     """``{label: trained network}`` for ``specs`` (default :data:`LISTEN_MODELS`), via
-    :func:`guitarsep.train.load_trained` (raises ``FileNotFoundError`` for an untrained one)."""
-    from guitarsep.train import load_trained
+    :func:`guitarsep.training.loop.load_trained` (raises ``FileNotFoundError`` for an untrained one)."""
+    from guitarsep.training.loop import load_trained
 
-    return {label: load_trained(profile, spec, device=device)
+    return {label: load_trained(profile, spec, device=device).model
             for label, spec in (specs or LISTEN_MODELS).items()}
 
 
@@ -118,7 +113,7 @@ def _ranking_table(scores: pd.DataFrame, reference: tuple[str, str]) -> pd.DataF
     return ref.drop_duplicates("clip_id")
 
 
-def pick_clips(scores: pd.DataFrame, scenario: str, *, reference: tuple[str, str] = REFERENCE,
+def pick_clips(scores: pd.DataFrame, scenario: str, *, reference: tuple[str, str] = RANKING_MODEL,
                ranks: Sequence[str] = RANKS, combination: str | None = None) -> pd.DataFrame:
     """The best, median and worst clip of ``scenario`` (optionally one ``combination``) by the
     ``reference`` model's SI-SDR (NaN counts as worst).
@@ -152,7 +147,7 @@ def pick_clips(scores: pd.DataFrame, scenario: str, *, reference: tuple[str, str
 
 
 def clip_options(scores: pd.DataFrame, scenario: str, combination: str | None = None, *,
-                 reference: tuple[str, str] = REFERENCE, ref_label: str = "soft"
+                 reference: tuple[str, str] = RANKING_MODEL, ref_label: str = "soft"
                  ) -> list[tuple[str, str]]:
     """Dropdown options ``(text, clip_id)`` for the clips of a scenario (and combination),
     best first by the reference model's SI-SDR; the text shows the combination, the two
@@ -237,11 +232,7 @@ def concat_ab(a: np.ndarray, b: np.ndarray, sr: int, gap_s: float = 0.5,
 
 def to_playback(x: np.ndarray, sr: int, rate: int = PLAYBACK_SR) -> np.ndarray:
     """``x`` resampled to ``rate`` (soxr HQ) and clipped to [-1, 1], float32."""
-    x = np.asarray(x, np.float32).reshape(-1)
-    if sr != rate:
-        import soxr
-        x = soxr.resample(x, sr, rate, quality="HQ").astype(np.float32)
-    return np.clip(x, -1.0, 1.0)
+    return np.clip(resample(np.asarray(x, np.float32).reshape(-1), sr, rate), -1.0, 1.0)
 
 
 def encode_ogg(x: np.ndarray, sr: int, *, rate: int = PLAYBACK_SR,
@@ -275,15 +266,15 @@ def spectrogram_png(x: np.ndarray, target_notes, accomp_notes, *, sr: int, mask_
                     title: str = "", fmax: float = 2000.0, dpi: int = 72) -> bytes:
     """PNG of ``x``'s spectrogram (modern STFT) with the target and accompaniment score masks
     (:func:`guitarsep.score.binary_score_mask`) drawn over it by
-    :func:`guitarsep.plots.plot_spectrogram_with_masks`."""
+    :func:`guitarsep.notebook_plots.plot_spectrogram_with_masks`."""
     import matplotlib
     import matplotlib.pyplot as plt
     import torch
 
     from guitarsep.config import MaskParams
-    from guitarsep.plots import plot_spectrogram_with_masks
+    from guitarsep.notebook_plots import plot_spectrogram_with_masks
     from guitarsep.score import binary_score_mask
-    from guitarsep.transforms import Spectrogram
+    from guitarsep.models.frontend import Spectrogram
 
     setting = SETTINGS["modern"]
     x = to_playback(x, sr, setting.sr) if sr != setting.sr else np.asarray(x, np.float32)
@@ -323,8 +314,8 @@ class ViewState:
 
 class EstimateCache:
     """Clips and estimates, computed once: ``clip(clip_id)`` reads the corpus,
-    ``estimate(clip_id, label)`` runs :func:`guitarsep.separate.separate_clip` (or a reference
-    through :func:`guitarsep.separate.separate_batch`). ``calls`` counts separations."""
+    ``estimate(clip_id, label)`` runs :func:`guitarsep.separation.separate.separate_clip` (or a reference
+    through :func:`guitarsep.separation.separate.separate_batch`). ``calls`` counts separations."""
 
     def __init__(self, corpus, models: Mapping, *, mask_params=None, device: str = "cpu"):
         self.corpus, self.models = corpus, dict(models)
@@ -341,7 +332,7 @@ class EstimateCache:
     def estimate(self, clip_id: str, label: str) -> np.ndarray:
         key = (clip_id, label)
         if key not in self._est:
-            from guitarsep.separate import separate_batch, separate_clip
+            from guitarsep.separation.separate import separate_batch, separate_clip
 
             clip, model = self.clip(clip_id), self.models[label]
             if isinstance(model, str):
@@ -395,7 +386,7 @@ class ListeningPanel:
     def __init__(self, profile, corpus, scores: pd.DataFrame, models: Mapping, *,
                  scenario: str | None = None, combination: str = _ALL,
                  clip_id: str | None = None, selected: Sequence[str] | None = None,
-                 signal: str = "mixture", reference: tuple[str, str] = REFERENCE,
+                 signal: str = "mixture", reference: tuple[str, str] = RANKING_MODEL,
                  playback_sr: int = PLAYBACK_SR, gap_s: float = 0.5, device: str = "cpu"):
         import ipywidgets as w
 
@@ -412,7 +403,7 @@ class ListeningPanel:
                                if model_key(m) == reference), reference[0])
         self.playback_sr, self.gap_s = playback_sr, gap_s
         self.cache = EstimateCache(corpus, self.models, mask_params=profile.mask, device=device)
-        self.scenarios = [s for s in SCENARIO_ORDER if s in set(self.scores["scenario"])]
+        self.scenarios = [s for s in SCENARIOS if s in set(self.scores["scenario"])]
         self.scenarios += sorted(set(self.scores["scenario"]) - set(self.scenarios))
         scenario = scenario or self.scenarios[0]
         sel = tuple(selected) if selected is not None else self.labels
@@ -466,7 +457,7 @@ class ListeningPanel:
     # ---- choices ---------------------------------------------------------------------------
     def _combinations(self, scenario: str) -> list[str]:
         combos = set(self.scores.loc[self.scores["scenario"] == scenario, "combination"])
-        from guitarsep.figures import COMBINATIONS
+        from guitarsep.vocabulary import COMBINATIONS
         return [_ALL, *[c for c in COMBINATIONS if c in combos],
                 *sorted(combos - set(COMBINATIONS))]
 

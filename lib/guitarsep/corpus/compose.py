@@ -1,4 +1,4 @@
-"""Two-part guitar scores for the synthetic corpus (used by ``guitarsep.corpus`` and shown in
+"""Two-part guitar scores for the synthetic corpus (used by ``guitarsep.corpus.build`` and shown in
 01_data.ipynb).
 
 Two sources, both returning ``(Notes part0, Notes part1, metadata dict)``:

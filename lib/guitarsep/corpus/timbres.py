@@ -1,5 +1,5 @@
 """Guitar timbres of the synthetic corpus: soundfont + General MIDI program + effects chain
-(used by ``guitarsep.corpus`` / ``guitarsep.render``; 01_data.ipynb shows the table and plays
+(used by ``guitarsep.corpus.build`` / ``guitarsep.corpus.render``; 01_data.ipynb shows the table and plays
 one clip per timbre).
 
 The table lives in ``lib/guitarsep/resources/timbres.csv`` (committed), columns ``timbre_id,
@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from guitarsep import RESOURCES
+
 __all__ = ["TIMBRE_CSV", "CHAINS", "SEEN_CHAINS", "UNSEEN_CHAINS", "FAMILY_PROGRAMS",
            "load_timbres", "timbre_table_hash", "soundfont_path", "apply_chain", "build_chain"]
 
-TIMBRE_CSV = Path(__file__).with_name("resources") / "timbres.csv"
+TIMBRE_CSV = RESOURCES / "timbres.csv"
 FAMILY_PROGRAMS = {"ag": (24, 25), "eg": (26, 27, 28, 29, 30)}
 _COLUMNS = ["timbre_id", "family", "soundfont", "program", "chain", "pool"]
 

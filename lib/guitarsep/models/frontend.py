@@ -24,10 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from guitarsep.config import StftSetting
+from guitarsep.score.masks import soft_score_mask
+from guitarsep.vocabulary import SCORE_KINDS
 
-__all__ = ["Spectrogram", "istft", "magnitude", "score_input", "score_pair", "SCORE_KINDS"]
+__all__ = ["Spectrogram", "istft", "magnitude", "score_input", "score_pair"]
 
-SCORE_KINDS = ("soft", "binary", None)
 
 
 def _window(setting: StftSetting, device=None, dtype=torch.float32) -> Tensor:
@@ -114,10 +115,11 @@ def score_input(kind: str | None, m_target: Tensor, m_accomp: Tensor | None = No
     """The score mask a model gets as its ``score`` argument.
 
     Args:
-        kind: ``"soft"`` -> ``M_t / (M_t + M_a)`` (0 where both are 0); ``"binary"`` -> ``M_t``;
+        kind: ``"soft"`` -> ``M_t / (M_t + M_a)`` (0 where both are 0;
+            :func:`guitarsep.score.masks.soft_score_mask`); ``"binary"`` -> ``M_t``;
             ``None`` (blind model) -> ``None``.
         m_target: target part's harmonic-comb mask ``M_t``, bool or float ``(B, T, F)``
-            (any shape; ``score.binary_score_mask`` per example, stacked).
+            (any shape; ``guitarsep.score.binary_score_mask`` per example, stacked).
         m_accomp: accompaniment mask ``M_a``, same shape (needed for ``"soft"``).
 
     Returns:
@@ -130,10 +132,7 @@ def score_input(kind: str | None, m_target: Tensor, m_accomp: Tensor | None = No
     if kind == "soft":
         if m_accomp is None:
             raise ValueError("the soft score mask needs the accompaniment mask m_accomp")
-        t = _as_float(m_target)
-        a = _as_float(m_accomp, t.dtype)
-        den = t + a
-        return torch.where(den > 0, t / den.clamp_min(torch.finfo(t.dtype).tiny), torch.zeros_like(t))
+        return soft_score_mask(m_target, m_accomp)
     raise ValueError(f"unknown score kind {kind!r}; expected one of {SCORE_KINDS}")
 
 

@@ -3,11 +3,11 @@
 A user's score is rarely the performance: notes are early or late, the whole score is offset
 from the recording, notes are missing, extra or in the wrong octave. This module corrupts the
 true score of test clips in these ways, separates with the trained score-informed models, with
-and without DTW alignment (``guitarsep.align``, what ``guitarsep separate --align`` does), and
+and without DTW alignment (``guitarsep.score.align``, what ``guitarsep separate --align`` does), and
 tabulates SI-SDR against the true target.
 
     >>> df = run_robustness(profile, corpus)          # one row per clip x condition x model
-    >>> fig = plot_robustness(df)                      # guitarsep.figures.plot_robustness
+    >>> fig = plot_robustness(df)                      # guitarsep.evaluation.figures.plot_robustness
 
 Perturbations (:func:`perturb_notes`; ``level`` in seconds or as a fraction of the notes):
 
@@ -41,13 +41,11 @@ import numpy as np
 import pandas as pd
 
 from guitarsep.config import SETTINGS, ModelSpec, Profile
-from guitarsep.score import Notes
+from guitarsep.score.perturb import PERTURBATION_KINDS, onset_error_ms, perturb_notes
 
 __all__ = ["PERTURBATION_KINDS", "perturb_notes", "onset_error_ms", "robustness_conditions",
            "robustness_clips", "run_robustness"]
 
-PERTURBATION_KINDS = ("onset_jitter", "global_offset", "missing_notes", "extra_notes",
-                      "wrong_octave")
 _RESULT_COLUMNS = ["clip_id", "combination", "kind", "level", "align", "model", "si_sdr",
                    "onset_error_ms", "n_target_notes"]
 
@@ -56,81 +54,6 @@ def _rng(seed: int, *keys) -> np.random.Generator:
     """A generator keyed by ``seed`` and strings/numbers (stable across runs and platforms)."""
     ints = [int(seed)] + [zlib.crc32(str(k).encode()) for k in keys]
     return np.random.default_rng(np.random.SeedSequence(ints))
-
-
-def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generator, *,
-                  duration: float) -> Notes:
-    """A corrupted copy of ``notes`` (see the module docstring for each ``kind``).
-
-    Args:
-        notes: one part, times in seconds from the clip start.
-        kind: one of :data:`PERTURBATION_KINDS` (or ``"none"``: ``notes`` unchanged).
-        level: seconds for ``onset_jitter``/``global_offset``, a fraction in [0, 1] of the
-            part's notes for the others. 0 returns ``notes`` unchanged.
-        rng: the draws.
-        duration: the clip's length in seconds (where extra notes may fall).
-
-    Returns:
-        A new, sorted :class:`~guitarsep.score.Notes` (may be empty after ``missing_notes``
-        at level 1).
-    """
-    if kind not in PERTURBATION_KINDS + ("none",):
-        raise ValueError(f"unknown perturbation {kind!r}; valid: {', '.join(PERTURBATION_KINDS)}")
-    level = float(level)
-    if not np.isfinite(level) or level < 0:
-        raise ValueError(f"perturbation level must be a finite number >= 0, got {level}")
-    n = len(notes)
-    if kind == "none" or level == 0 or n == 0:
-        return notes
-    on, off = notes.onset.copy(), notes.offset.copy()
-    pitch, vel = notes.pitch.copy(), notes.velocity.copy()
-    if kind in ("missing_notes", "extra_notes", "wrong_octave") and level > 1:
-        raise ValueError(f"{kind} level is a fraction of the notes, got {level} > 1")
-    k = int(round(level * n))
-    if kind == "onset_jitter":
-        shift = rng.uniform(-level, level, size=n)
-        shift = np.maximum(shift, -on)          # onsets stay >= 0
-        on, off = on + shift, off + shift
-    elif kind == "global_offset":
-        on, off = on + level, off + level
-    elif kind == "missing_notes":
-        keep = np.sort(rng.choice(n, size=n - k, replace=False))
-        on, off, pitch, vel = on[keep], off[keep], pitch[keep], vel[keep]
-    elif kind == "extra_notes":
-        dur = rng.choice(off - on, size=k)
-        dur = np.minimum(dur, max(duration * 0.5, 0.05))
-        new_on = rng.uniform(0.0, max(duration - dur.min(), 1e-3), size=k)
-        new_pitch = rng.integers(int(pitch.min()), int(pitch.max()) + 1, size=k)
-        new_vel = rng.choice(vel, size=k)
-        on = np.concatenate([on, new_on])
-        off = np.concatenate([off, new_on + dur])
-        pitch = np.concatenate([pitch, new_pitch])
-        vel = np.concatenate([vel, new_vel])
-    elif kind == "wrong_octave":
-        idx = rng.choice(n, size=k, replace=False)
-        move = np.where(rng.random(k) < 0.5, -12, 12)
-        moved = pitch[idx] + move
-        moved = np.where((moved < 0) | (moved > 127), pitch[idx] - move, moved)
-        pitch[idx] = moved
-    return Notes.from_arrays(on, off, pitch, vel, source=f"<{kind} {level:g}>")
-
-
-def onset_error_ms(given: Notes, true: Notes) -> float:
-    """Median over the onsets of ``given`` of the distance (ms) to the nearest onset of the
-    same pitch in ``true``; NaN when no note of ``given`` has a pitch found in ``true``."""
-    errs = []
-    for p in np.unique(given.pitch):
-        t = np.sort(true.onset[true.pitch == p])
-        if t.size == 0:
-            continue
-        g = given.onset[given.pitch == p]
-        i = np.searchsorted(t, g)                       # t[i - 1] <= g < t[i]
-        lo = t[np.clip(i - 1, 0, t.size - 1)]
-        hi = t[np.clip(i, 0, t.size - 1)]
-        errs.append(np.minimum(np.abs(g - lo), np.abs(g - hi)))
-    if not errs:
-        return float("nan")
-    return float(np.median(np.concatenate(errs)) * 1000.0)
 
 
 def robustness_conditions(cfg) -> list[tuple[str, float]]:
@@ -176,15 +99,15 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
     """
     from tqdm.auto import tqdm
 
-    from guitarsep.align import align_notes
-    from guitarsep.metrics import si_sdr
-    from guitarsep.separate import separate_clip
-    from guitarsep.train import load_trained
+    from guitarsep.score.align import align_notes
+    from guitarsep.evaluation.metrics import si_sdr
+    from guitarsep.separation.separate import separate_clip
+    from guitarsep.training.loop import load_trained
 
     cfg = profile.robustness
     setting = SETTINGS[cfg.setting]
     if models is None:
-        models = {m: load_trained(profile, ModelSpec(m, cfg.setting), device=device)
+        models = {m: load_trained(profile, ModelSpec(m, cfg.setting), device=device).model
                   for m in cfg.models}
     clips = robustness_clips(corpus, cfg)
     conditions = robustness_conditions(cfg)

@@ -1,5 +1,5 @@
 """Render a part's notes with a timbre (soundfont + program + effects chain) to mono audio
-(used by ``guitarsep.corpus``; 01_data.ipynb renders a part in every timbre).
+(used by ``guitarsep.corpus.build``; 01_data.ipynb renders a part in every timbre).
 
 Pipeline of :func:`render_part`:
 
@@ -43,7 +43,7 @@ import os
 
 import numpy as np
 
-from guitarsep.timbres import apply_chain, soundfont_path
+from guitarsep.corpus.timbres import apply_chain, soundfont_path
 
 __all__ = ["RenderError", "render_part", "synthesize", "loudness_db", "normalise_loudness",
            "BLOCK", "SILENCE_RMS", "PEAK_MAX"]

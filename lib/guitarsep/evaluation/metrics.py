@@ -37,9 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from guitarsep.vocabulary import METRICS
+
 __all__ = [
     "si_sdr", "bss_eval", "select_museval_clips", "evaluate_clips", "evaluate", "medians_table",
-    "RESULT_COLUMNS", "CELL_KEYS", "METRICS",
+    "RESULT_COLUMNS", "CELL_KEYS",
 ]
 
 #: Column order of the tidy results table (figures.py reads only these).
@@ -51,7 +53,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
 META_KEYS: tuple[str, ...] = RESULT_COLUMNS[:7]
 #: A cell of the results table: one box of a figure.
 CELL_KEYS: tuple[str, ...] = ("model", "setting", "scenario", "combination")
-METRICS: tuple[str, ...] = ("si_sdr", "sdr", "sir", "sar")
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,15 +43,16 @@ import numpy as np
 import torch
 
 from guitarsep.config import MaskParams, StftSetting
-from guitarsep.transforms import Spectrogram, istft, score_pair
+from guitarsep.io import fix_length, resample
+from guitarsep.score import binary_score_mask
+from guitarsep.vocabulary import REFERENCES
+from guitarsep.models.frontend import Spectrogram, istft, score_pair
 
 __all__ = [
     "separate_clip", "separate_batch", "estimate_magnitude", "oracle_irm", "score_only",
-    "mixture", "wiener_target", "REFERENCES",
+    "mixture", "wiener_target",
 ]
 
-#: Reference "models" accepted by :func:`separate_batch` in place of a network.
-REFERENCES: tuple[str, ...] = ("oracle_irm", "score_only", "mixture")
 
 CHUNK_S = 30.0
 OVERLAP_S = 1.0
@@ -61,20 +62,6 @@ CONTEXT_S = 2.0
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    if sr_in == sr_out:
-        return np.asarray(x, dtype=np.float32)
-    import soxr
-    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out,
-                         quality="HQ").astype(np.float32)
-
-
-def _fix_length(y: np.ndarray, n: int) -> np.ndarray:
-    if y.shape[-1] >= n:
-        return y[..., :n]
-    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
-
-
 def _as_wave(x, name: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 2 and 1 in x.shape:
@@ -139,8 +126,6 @@ def _masks_for_segment(target_notes, accomp_notes, seg: Segment, setting: StftSe
     before the segment, from the notes of the window around it, then cropped, so they equal
     the full-clip masks at those frames.
     """
-    from guitarsep import score as score_mod
-
     hop, sr = setting.hop, setting.sr
     margin = math.ceil((max(params.onset_tol, params.offset_tol, params.fermata) + 0.5)
                        * sr / hop) * hop
@@ -153,27 +138,42 @@ def _masks_for_segment(target_notes, accomp_notes, seg: Segment, setting: StftSe
         return notes.window(t0, t1)
 
     kw = dict(sr=sr, n_fft=setting.n_fft, hop=hop, params=params)
-    tn, an = win(target_notes), win(accomp_notes)
-    if hasattr(score_mod, "binary_score_mask"):
-        m_t = score_mod.binary_score_mask(tn, n_frames, **kw)
-        m_a = score_mod.binary_score_mask(an, n_frames, **kw)
-    else:                                   # only score_masks: the binary output is M_t
-        m_t = score_mod.score_masks(tn, an, n_frames, **kw)[1]
-        m_a = score_mod.score_masks(an, tn, n_frames, **kw)[1]
-    m_t = np.asarray(m_t)[off:off + seg.n_frames]
-    m_a = np.asarray(m_a)[off:off + seg.n_frames]
-    return m_t, m_a
+    m_t = binary_score_mask(win(target_notes), n_frames, **kw)
+    m_a = binary_score_mask(win(accomp_notes), n_frames, **kw)
+    return m_t[off:off + seg.n_frames], m_a[off:off + seg.n_frames]
+
+
+def _chunk_starts(n: int, setting: StftSetting, chunk_s: float | None, overlap_s: float
+                  ) -> tuple[list[int], int, int]:
+    """``(chunk starts, chunk length, cross-fade length)`` in samples at ``setting.sr`` for an
+    input of ``n`` samples: one chunk ``[0]`` when it fits (or ``chunk_s`` is None).
+
+    Lengths are whole numbers of hops, so every chunk starts on the global frame grid; a last
+    chunk shorter than half the cross-fade is merged into the one before (no sliver chunk)."""
+    hop = setting.hop
+    fade = max(1, round(overlap_s * setting.sr / hop)) * hop
+    if chunk_s is None:
+        return [0], n, fade
+    core = max(1, round(chunk_s * setting.sr / hop)) * hop
+    if n <= core + fade:
+        return [0], n, fade
+    starts = list(range(0, n, core))
+    if len(starts) > 1 and n - starts[-1] <= fade // 2:
+        starts.pop()
+    return starts, core, fade
 
 
 def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
                  magnitude_fn: Callable[[torch.Tensor, Segment, dict], np.ndarray], *,
                  aux: dict[str, np.ndarray] | None = None, wiener_iterations: int = 1,
                  chunk_s: float | None = CHUNK_S, overlap_s: float = OVERLAP_S,
-                 context_s: float = CONTEXT_S) -> np.ndarray:
+                 context_s: float = CONTEXT_S,
+                 on_chunk: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Resample, split into segments, estimate + Wiener + iSTFT each, cross-fade, resample
-    back. ``magnitude_fn(X (1, T, F) complex tensor, segment, aux_segments) -> (T, F)``."""
+    back. ``magnitude_fn(X (1, T, F) complex tensor, segment, aux_segments) -> (T, F)``;
+    ``on_chunk(chunks done, chunks in all)`` is called after each chunk (progress bars)."""
     n_in = mix.shape[0]
-    x = _resample(mix, sr, setting.sr)
+    x = resample(mix, sr, setting.sr)
     n_work = x.shape[0]
     # Zero tail of n_fft samples: with center=True the last samples of a signal can lie
     # outside every analysis window but one edge (low_res: hop 768 > n_fft / 2 = 512 when
@@ -181,7 +181,7 @@ def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
     # real sample in the interior; the tail is cut off again below.
     pad = setting.n_fft
     x = np.pad(x, (0, pad))
-    aux = {k: np.pad(_resample(v, sr, setting.sr), (0, pad)) for k, v in (aux or {}).items()}
+    aux = {k: np.pad(resample(v, sr, setting.sr), (0, pad)) for k, v in (aux or {}).items()}
     n = x.shape[0]
     hop = setting.hop
     spec = Spectrogram(setting)
@@ -200,22 +200,20 @@ def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
         # length=None: (T - 1) * hop samples, i.e. only where the windows overlap; the few
         # uncovered tail samples (zero-padded here) lie in the padding or the cut context.
         y = istft(torch.from_numpy(Y), setting, None).numpy()
-        return _fix_length(y, stop - start)
+        return fix_length(y, stop - start)
 
-    core = None if chunk_s is None else max(1, round(chunk_s * setting.sr / hop)) * hop
-    if core is None or n <= core + max(1, round(overlap_s * setting.sr / hop)) * hop:
+    starts, core, fade = _chunk_starts(n, setting, chunk_s, overlap_s)
+    if len(starts) == 1:
         y = process(0, n)
+        if on_chunk is not None:
+            on_chunk(1, 1)
     else:
-        fade = max(1, round(overlap_s * setting.sr / hop)) * hop          # cross-fade length
         half = fade // 2
         # context: a whole number of hops, so every segment starts on the global frame grid
         ctx = math.ceil((half + context_s * setting.sr + setting.n_fft) / hop) * hop
         k = (np.arange(fade) + 0.5) / fade
         ramp_in = (0.5 - 0.5 * np.cos(np.pi * k)).astype(np.float64)      # + ramp_out == 1
         y = np.zeros(n, dtype=np.float64)
-        starts = list(range(0, n, core))
-        if len(starts) > 1 and n - starts[-1] <= half:                    # no sliver chunk
-            starts.pop()
         for i, s0 in enumerate(starts):
             last = i == len(starts) - 1
             s1 = n if last else s0 + core
@@ -229,10 +227,12 @@ def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
             if not last:
                 w[-fade:] = 1.0 - ramp_in
             y[lo:hi] += w * seg_y[lo - a:hi - a]
+            if on_chunk is not None:
+                on_chunk(i + 1, len(starts))
     y = y[:n_work].astype(np.float32)
     if setting.sr != sr:
-        y = _resample(y, setting.sr, sr)
-    return _fix_length(y, n_in)
+        y = resample(y, setting.sr, sr)
+    return fix_length(y, n_in)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def estimate_magnitude(model: torch.nn.Module, X: torch.Tensor,
 
     ``masks`` = the binary harmonic-comb masks ``(M_t, M_a)`` (bool/float ``(B, T, F)``, or
     a dict with keys ``"target"``, ``"accomp"``), or None for a blind model. The score input
-    is built from ``model.score_kind`` by :func:`guitarsep.transforms.score_pair` (soft:
+    is built from ``model.score_kind`` by :func:`guitarsep.models.frontend.score_pair` (soft:
     ``M_t / (M_t + M_a)``, binary: ``M_t``, None: no score); ``score_accomp`` (read only by
     si_cnn) is the same mask with the parts swapped. Runs on the model's device, without
     gradients; returns a float tensor ``(B, T, F)`` on the model's device.
@@ -278,7 +278,8 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
                   setting: StftSetting, *, sr: int = 44100, mask_params: MaskParams | None = None,
                   wiener_iterations: int = 1, device: str | torch.device = "cpu",
                   chunk_s: float | None = CHUNK_S, overlap_s: float = OVERLAP_S,
-                  context_s: float = CONTEXT_S) -> np.ndarray:
+                  context_s: float = CONTEXT_S,
+                  on_chunk: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Estimate the target guitar in ``mix`` given its notes (and the other part's notes).
 
     Args:
@@ -290,6 +291,7 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
             times relative to the start of ``mix``.
         setting: the model's :class:`~guitarsep.config.StftSetting`.
         chunk_s: chunk length for long input (None: one shot).
+        on_chunk: called as ``on_chunk(chunks done, chunks in all)`` after each chunk.
 
     Returns:
         float32 ``(n,)``: the target estimate at ``sr``, same length as ``mix``.
@@ -310,7 +312,8 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
 
     try:
         return _run_chunked(mix, sr, setting, fn, wiener_iterations=wiener_iterations,
-                            chunk_s=chunk_s, overlap_s=overlap_s, context_s=context_s)
+                            chunk_s=chunk_s, overlap_s=overlap_s, context_s=context_s,
+                            on_chunk=on_chunk)
     finally:
         model.train(was_training)
 
@@ -371,15 +374,6 @@ def mixture(mix, *_args, **_kwargs) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # many clips
 # --------------------------------------------------------------------------------------------
-def _clip_attr(clip, *names):
-    for n in names:
-        if isinstance(clip, dict) and n in clip:
-            return clip[n]
-        if hasattr(clip, n):
-            return getattr(clip, n)
-    raise AttributeError(f"clip has none of the attributes {names}")
-
-
 def separate_batch(model: torch.nn.Module | str, clips: Iterable, setting: StftSetting, *,
                    sr: int = 44100, mask_params: MaskParams | None = None,
                    wiener_iterations: int = 1, device: str | torch.device = "cpu",
@@ -387,9 +381,9 @@ def separate_batch(model: torch.nn.Module | str, clips: Iterable, setting: StftS
                    **kwargs) -> Iterator[tuple[object, np.ndarray]]:
     """Separate clips one by one, lazily: yields ``(clip, estimate)`` (tqdm bar).
 
-    ``model`` is a network or one of :data:`REFERENCES` ("oracle_irm", "score_only",
-    "mixture"). A clip is a ``corpus.Clip`` (or a dict) with ``mix``, ``target`` (for the
-    oracle), ``target_notes`` and ``accomp_notes``. Extra keyword arguments go to
+    ``model`` is a network or one of :data:`~guitarsep.vocabulary.REFERENCES` ("oracle_irm",
+    "score_only", "mixture"). A clip is a :class:`guitarsep.corpus.Clip` (``mix``, ``target``
+    for the oracle, ``target_notes``, ``accomp_notes``). Extra keyword arguments go to
     :func:`separate_clip` (chunking). A generator, so only one estimate is alive at a time.
     """
     from tqdm.auto import tqdm
@@ -400,16 +394,15 @@ def separate_batch(model: torch.nn.Module | str, clips: Iterable, setting: StftS
     if isinstance(model, str) and model not in REFERENCES:
         raise ValueError(f"unknown reference {model!r}; expected a model or one of {REFERENCES}")
     for clip in tqdm(clips, total=total, desc=desc or f"separate {name}", disable=not progress):
-        mix = _clip_attr(clip, "mix")
+        mix = clip.mix
         if isinstance(model, str) and model == "mixture":
             yield clip, mixture(mix)
             continue
         if isinstance(model, str) and model == "oracle_irm":
-            yield clip, oracle_irm(mix, _clip_attr(clip, "target"), setting, sr=sr,
+            yield clip, oracle_irm(mix, clip.target, setting, sr=sr,
                                    wiener_iterations=wiener_iterations, **kwargs)
             continue
-        t_notes = _clip_attr(clip, "target_notes", "target_score")
-        a_notes = _clip_attr(clip, "accomp_notes", "other_notes", "accomp_score")
+        t_notes, a_notes = clip.target_notes, clip.accomp_notes
         if isinstance(model, str):                                  # "score_only"
             est = score_only(mix, t_notes, a_notes, setting, sr=sr, mask_params=mask_params,
                              wiener_iterations=wiener_iterations, **kwargs)

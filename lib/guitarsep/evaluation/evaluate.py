@@ -1,9 +1,9 @@
 """The evaluation stage: every trained model and reference on the test clips -> scores.csv.
 
 Used by 03_evaluate.ipynb and ``guitarsep evaluate``. It only wires existing pieces together:
-clips come from :mod:`guitarsep.corpus`, estimates from :func:`guitarsep.separate.separate_batch`
+clips come from :mod:`guitarsep.corpus.build`, estimates from :func:`guitarsep.separation.separate.separate_batch`
 (the same path for every model and reference) and scores from
-:func:`guitarsep.metrics.evaluate_clips`.
+:func:`guitarsep.evaluation.metrics.evaluate_clips`.
 
 Which clips each row is evaluated on (a decision of ours, to keep the default profile's
 evaluation inside its budget): the models of ``unseen.png`` (SI-UMX soft / binary and blind
@@ -17,15 +17,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .config import SETTINGS, ModelSpec, Profile
-from .metrics import evaluate_clips, medians_table, select_museval_clips
+from guitarsep.config import SETTINGS, ModelSpec, Profile
+from guitarsep.vocabulary import ALL_SCENARIO_MODELS, SCENARIOS
+from guitarsep.evaluation.metrics import evaluate_clips, medians_table, select_museval_clips
 
-__all__ = ["EvalJob", "evaluation_jobs", "run_evaluation", "ALL_SCENARIO_MODELS"]
+__all__ = ["EvalJob", "evaluation_jobs", "run_evaluation"]
 
-#: Models evaluated on every scenario (those of the unseen figure); others on "seen" only.
-ALL_SCENARIO_MODELS = frozenset({"modern-si_umx_soft", "modern-si_umx_binary",
-                                 "modern-umx_blind"})
-ALL_SCENARIOS = ("seen", "a", "b", "c", "d")
 
 
 @dataclass(frozen=True)
@@ -41,9 +38,9 @@ class EvalJob:
 def evaluation_jobs(profile: Profile) -> list[EvalJob]:
     """The jobs of a profile: its trained models, then the references (modern setting)."""
     jobs = [EvalJob(s.name, s.setting,
-                    ALL_SCENARIOS if s.key in ALL_SCENARIO_MODELS else ("seen",), s)
+                    SCENARIOS if s.key in ALL_SCENARIO_MODELS else ("seen",), s)
             for s in profile.models]
-    jobs += [EvalJob(ref, "modern", ALL_SCENARIOS, None) for ref in profile.eval.references]
+    jobs += [EvalJob(ref, "modern", SCENARIOS, None) for ref in profile.eval.references]
     return jobs
 
 
@@ -71,12 +68,13 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     """Separate and score every clip of ``split`` for every job; write the results tables.
 
     Returns ``(scores, timing)`` where ``scores`` is the tidy per-clip table
-    (:data:`guitarsep.metrics.RESULT_COLUMNS`) and ``timing`` holds the wall seconds spent
+    (:data:`guitarsep.evaluation.metrics.RESULT_COLUMNS`) and ``timing`` holds the wall seconds spent
     separating and scoring. Writes ``<results_dir>/scores.csv`` and ``medians.csv`` for the
     test split, ``<split>_scores.csv`` and ``<split>_medians.csv`` otherwise. On a split other
     than "test" (the validation clips, scenario "valid") every job runs on every clip.
     """
-    from .train import load_trained
+    from guitarsep.separation import separate_batch
+    from guitarsep.training.loop import load_trained
 
     test = corpus.clips(split=split)
     if test.empty:
@@ -90,8 +88,14 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
         chosen = [clips[c] for c in rows.clip_id]
         if not chosen:
             continue
-        model = load_trained(profile, job.spec, device=device) if job.spec else job.model
-        estimates = _Timed(separate_batch_for(model, chosen, profile, job, device, progress))
+        if job.spec:       # a trained network, separated with the mask it was trained on
+            lm = load_trained(profile, job.spec, device=device)
+            model, mask = lm.model, lm.mask
+        else:              # a reference
+            model, mask = job.model, profile.mask
+        estimates = _Timed(separate_batch(model, chosen, SETTINGS[job.setting],
+                                          sr=chosen[0].sr, mask_params=mask, device=device,
+                                          progress=progress, desc=f"{job.setting}-{job.model}"))
         t0 = time.perf_counter()
         items = ((_meta(clip, job), est, clip.target, clip.other) for clip, est in estimates)
         frames.append(evaluate_clips(items, profile.eval, sr=corpus.sr, museval_ids=museval_ids,
@@ -108,14 +112,6 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     timing = {"separation_s": round(t_sep, 1), "metrics_s": round(t_total - t_sep, 1),
               "clips": len(clips), "rows": len(scores), "museval_clips": len(museval_ids)}
     return scores, timing
-
-
-def separate_batch_for(model, clips, profile: Profile, job: EvalJob, device, progress):
-    from .separate import separate_batch
-
-    return separate_batch(model, clips, SETTINGS[job.setting], sr=clips[0].sr,
-                          mask_params=profile.mask, device=device, progress=progress,
-                          desc=f"{job.setting}-{job.model}")
 
 
 def _meta(clip, job: EvalJob) -> dict:

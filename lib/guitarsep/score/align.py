@@ -1,12 +1,13 @@
 """Score-to-audio alignment: move a score's notes onto the times they are played in a recording.
 
-Used by ``guitarsep separate --align`` (:mod:`guitarsep.user_separate`). A user's score (a tab
-or a MIDI file) rarely lines up with their recording: the recording starts at another time,
-is played at another tempo, speeds up and slows down. The score mask needs note times within
-about 0.1 s (``MaskParams.onset_tol``), so the notes are aligned first:
+Used by ``guitarsep separate --align`` (:mod:`guitarsep.app.separate_file`) and by the
+robustness study (``06_robustness.ipynb``, :mod:`guitarsep.evaluation.robustness`). A user's
+score (a tab or a MIDI file) rarely lines up with their recording: the recording starts at
+another time, is played at another tempo, speeds up and slows down. The score mask needs note
+times within about 0.1 s (``MaskParams.onset_tol``), so the notes are aligned first:
 
 1. **Render** the score (every part given, summed) with seen timbres of the corpus
-   (:func:`guitarsep.render.render_part`, clean chains) at 22050 Hz.
+   (:func:`guitarsep.corpus.render.render_part`, clean chains) at 22050 Hz.
 2. **Features** of the rendering and of the mixture, 22050 Hz, hop 512 (23 ms): chroma
    (``librosa.feature.chroma_stft`` on a 4096-point power STFT), L2-normalised, plus a
    *silence* dimension (0 above -40 dB of the signal's loudest frame, 1 below -50 dB)
@@ -37,7 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guitarsep.score import Notes
+from guitarsep.io import resample
+from guitarsep.score.notes import Notes
 
 __all__ = ["align_notes", "AlignConfig", "format_report", "score_features", "dtw_path",
            "warp_times"]
@@ -78,9 +80,7 @@ def score_features(audio: np.ndarray, sr: int, cfg: AlignConfig = AlignConfig())
     from scipy.ndimage import maximum_filter1d
 
     y = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if sr != cfg.sr:
-        import soxr
-        y = soxr.resample(y, sr, cfg.sr, quality="HQ").astype(np.float32)
+    y = resample(y, sr, cfg.sr)
     # PAD_FRAMES of silence first, so that a note at t = 0 has an onset (flux needs a frame
     # before it); removed again at the end
     y = np.concatenate([np.zeros(PAD_FRAMES * cfg.hop, np.float32), y])
@@ -279,7 +279,7 @@ def format_report(rep: dict) -> str:
 
 def _timbre_rows(n: int):
     """Seen timbres with the clean chain, acoustic first, one per part (cycled)."""
-    from guitarsep.timbres import load_timbres
+    from guitarsep.corpus import load_timbres
 
     t = load_timbres()
     seen = t[(t["pool"] == "seen")]
@@ -295,7 +295,7 @@ def _timbre_rows(n: int):
 
 def render_score(notes_list: list[Notes], cfg: AlignConfig = AlignConfig()) -> np.ndarray:
     """The parts of ``notes_list`` rendered with seen clean timbres and summed, at ``cfg.sr``."""
-    from guitarsep.render import render_part
+    from guitarsep.corpus import render_part
 
     parts = [n for n in notes_list if n is not None and len(n)]
     if not parts:

@@ -33,8 +33,6 @@ Decisions (documented here and in ``02_train``):
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -43,10 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from guitarsep.io import json_hash, load_audio, resample, save_npy_atomic
 from guitarsep.config import MaskParams, StftSetting, TrainConfig
 
 __all__ = ["TrainingSource", "RemixDataset", "StepBatchSampler", "ValidClips",
-           "collate", "make_loader", "chunk_samples", "load_audio", "cache_dir"]
+           "collate", "make_loader", "chunk_samples", "cache_dir"]
 
 CORPUS_SR = 44100
 _STREAMS = {"train": 0, "stats": 1}
@@ -55,22 +54,9 @@ _STREAMS = {"train": 0, "stats": 1}
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _hash(*parts) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
-
-
 def _stat_key(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
-
-
-def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def cache_dir(corpus_root: Path, setting: StftSetting) -> Path:
@@ -81,30 +67,6 @@ def cache_dir(corpus_root: Path, setting: StftSetting) -> Path:
 def chunk_samples(setting: StftSetting, frames: int) -> int:
     """Samples of a training chunk whose ``center=True`` STFT has exactly ``frames`` frames."""
     return (int(frames) - 1) * setting.hop
-
-
-def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """float32 resampling (soxr "HQ"); identity when the rates agree."""
-    x = np.asarray(x, dtype=np.float32)
-    if sr_in == sr_out:
-        return x
-    import soxr
-    return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
-
-
-def load_audio(path: Path, sr: int) -> np.ndarray:
-    """A mono float32 waveform at ``sr`` (mixed down to mono, resampled when needed)."""
-    import soundfile as sf
-    x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return resample(x.mean(axis=1), int(file_sr), sr)
-
-
-def _load_part_notes(corpus, piece_id: str, part: int):
-    from guitarsep import score
-    fn = getattr(corpus, "notes", None)
-    if callable(fn):
-        return fn(piece_id, part)
-    return score.load_notes(Path(corpus.root) / "notes" / f"{piece_id}_p{part}.txt")
 
 
 def _mask_kwargs(setting: StftSetting) -> dict:
@@ -118,8 +80,8 @@ class TrainingSource:
     """All renderings of one split in memory, with per-(piece, part) binary score masks.
 
     Args:
-        corpus: a ``corpus.Corpus`` (needs ``.root`` and ``.renders``; notes are read from
-            ``<root>/notes/<piece_id>_p<part>.txt``).
+        corpus: a :class:`guitarsep.corpus.Corpus` (its ``renders`` table, stems and
+            ``notes`` / ``notes_path`` per part).
         setting: the STFT setting (sample rate and frame grid).
         mask_params: the profile's :class:`MaskParams`.
         split: the ``renders.csv`` split to load (``"train"``).
@@ -170,12 +132,12 @@ class TrainingSource:
             key = (pidx[str(r.piece_id)], int(r.part), str(r.timbre_id))
             if cache:
                 size, mtime = _stat_key(src)
-                cpath = cdir / "audio" / f"{Path(r.path).stem}-{_hash(size, mtime, setting.sr)}.npy"
+                cpath = cdir / "audio" / f"{Path(r.path).stem}-{json_hash([size, mtime, setting.sr], 10)}.npy"
                 if not cpath.is_file():
-                    _save_npy_atomic(cpath, load_audio(src, setting.sr))
+                    save_npy_atomic(cpath, load_audio(src, setting.sr)[0])
                 x = np.load(cpath, mmap_mode="r" if self.mmap else None)
             else:
-                x = load_audio(src, setting.sr)
+                x = load_audio(src, setting.sr)[0]
             self.audio[key] = x
             self.timbres.setdefault(key[:2], []).append(key[2])
         for k in self.timbres:
@@ -193,14 +155,14 @@ class TrainingSource:
                                       leave=False)):
             n_frames = int(self.lengths[pi]) // setting.hop + 1
             for part in (0, 1):
-                notes_path = root / "notes" / f"{pid}_p{part}.txt"
+                notes_path = corpus.notes_path(pid, part)
                 m = None
                 if cache and notes_path.is_file():
                     size, mtime = _stat_key(notes_path)
                     cpath = cdir / "masks" / (f"{pid}_p{part}-"
-                                              f"{_hash(size, mtime, mp, _mask_kwargs(setting), n_frames)}.npy")
+                                              f"{json_hash([size, mtime, mp, _mask_kwargs(setting), n_frames], 10)}.npy")
                     if not cpath.is_file():
-                        _save_npy_atomic(cpath, self._compute_mask(corpus, pid, part, n_frames))
+                        save_npy_atomic(cpath, self._compute_mask(corpus, pid, part, n_frames))
                     m = np.load(cpath, mmap_mode="r" if self.mmap else None)
                 if m is None:
                     m = self._compute_mask(corpus, pid, part, n_frames)
@@ -210,7 +172,7 @@ class TrainingSource:
 
     def _compute_mask(self, corpus, piece_id: str, part: int, n_frames: int) -> np.ndarray:
         from guitarsep import score
-        notes = _load_part_notes(corpus, piece_id, part)
+        notes = corpus.notes(piece_id, part)
         m = score.binary_score_mask(notes, n_frames, params=self.mask_params,
                                     **_mask_kwargs(self.setting))
         return np.ascontiguousarray(np.asarray(m, dtype=bool))
@@ -368,11 +330,6 @@ def make_loader(dataset: RemixDataset, sampler: StepBatchSampler, *, num_workers
 # --------------------------------------------------------------------------------------------
 # validation clips
 # --------------------------------------------------------------------------------------------
-def _clip_notes(clip, which: str):
-    """``corpus.Clip.target_notes`` / ``.accomp_notes``."""
-    return getattr(clip, f"{which}_notes")
-
-
 class ValidClips:
     """The fixed validation clips of the corpus as stacked tensors at ``setting.sr``.
 
@@ -411,7 +368,7 @@ class ValidClips:
                 stamp.append([cid] + ([_stat_key(p) for p in sorted(d.iterdir())]
                                       if d.is_dir() else []))
             cpath = cache_dir(root, setting) / (
-                f"valid-{split}-{_hash(stamp, asdict(mask_params), _mask_kwargs(setting))}.npz")
+                f"valid-{split}-{json_hash([stamp, asdict(mask_params), _mask_kwargs(setting)], 10)}.npz")
         if cpath is not None and cpath.is_file():
             z = np.load(cpath)
             mix, target, mt, ma, lengths = (z[k] for k in
@@ -420,19 +377,14 @@ class ValidClips:
             mixes, targets, mts, mas = [], [], [], []
             for cid in self.clip_ids:
                 clip = corpus.clip(cid)
-                sr = int(getattr(clip, "sr", CORPUS_SR))
-                tgt = resample(np.asarray(clip.target, np.float32), sr, setting.sr)
-                if hasattr(clip, "other"):
-                    oth = resample(np.asarray(clip.other, np.float32), sr, setting.sr)
-                    mx = tgt + oth
-                else:
-                    mx = resample(np.asarray(clip.mix, np.float32), sr, setting.sr)
+                tgt = resample(clip.target, clip.sr, setting.sr)
+                mx = tgt + resample(clip.other, clip.sr, setting.sr)
                 n_frames = len(mx) // setting.hop + 1
                 mts.append(np.asarray(score.binary_score_mask(
-                    _clip_notes(clip, "target"), n_frames, params=mask_params,
+                    clip.target_notes, n_frames, params=mask_params,
                     **_mask_kwargs(setting)), bool))
                 mas.append(np.asarray(score.binary_score_mask(
-                    _clip_notes(clip, "accomp"), n_frames, params=mask_params,
+                    clip.accomp_notes, n_frames, params=mask_params,
                     **_mask_kwargs(setting)), bool))
                 mixes.append(mx)
                 targets.append(tgt)
@@ -444,12 +396,8 @@ class ValidClips:
             mt = np.stack([_slice(m, 0, T) for m in mts])
             ma = np.stack([_slice(m, 0, T) for m in mas])
             if cpath is not None:
-                cpath.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cpath.with_name(f".{cpath.name}.tmp{os.getpid()}")
-                with open(tmp, "wb") as f:
-                    np.savez(f, mix=mix, target=target, m_target=mt, m_accomp=ma,
-                             lengths=lengths)
-                os.replace(tmp, cpath)
+                save_npy_atomic(cpath, mix=mix, target=target, m_target=mt, m_accomp=ma,
+                                lengths=lengths)
         self.mix = torch.from_numpy(np.ascontiguousarray(mix, dtype=np.float32))
         self.target = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
         self.m_target = torch.from_numpy(np.ascontiguousarray(mt, dtype=bool))

@@ -13,11 +13,11 @@ Decisions:
 
 - **Clips.** For every test scenario (seen, a, b, c, d) the best, median and worst clip by the
   per-clip SI-SDR of SI-Open-Unmix soft (modern) in ``scores.csv``
-  (:func:`guitarsep.widgets.pick_clips`): 15 clips for a full run.
+  (:func:`guitarsep.app.listening.pick_clips`): 15 clips for a full run.
 - **Models.** By default the three of ``figures/unseen.png`` (soft / binary / blind
-  Open-Unmix, modern; :data:`guitarsep.widgets.LISTEN_MODELS`), loaded with
-  :func:`guitarsep.train.load_trained`; any ``{label: network | ModelSpec | reference name}``
-  works. Estimates come from :func:`guitarsep.separate.separate_clip`, the evaluation's path.
+  Open-Unmix, modern; :data:`guitarsep.app.listening.LISTEN_MODELS`), loaded with
+  :func:`guitarsep.training.loop.load_trained`; any ``{label: network | ModelSpec | reference name}``
+  works. Estimates come from :func:`guitarsep.separation.separate.separate_clip`, the evaluation's path.
 - **Audio.** Ogg Vorbis via soundfile, 22.05 kHz mono, libsndfile compression level 0.5
   (about 60 kbit/s): 15 clips x 5 signals x 15 s is about 8–9 MB for the default profile,
   inside the 25 MB budget. Ogg Vorbis plays in Firefox, Chromium-based browsers and recent
@@ -39,8 +39,9 @@ from pathlib import Path
 import pandas as pd
 
 from guitarsep.config import ModelSpec, Profile
-from guitarsep.widgets import (
-    LISTEN_MODELS, OGG_QUALITY, PLAYBACK_SR, RANKS, REFERENCE, SCENARIO_ORDER, EstimateCache,
+from guitarsep.vocabulary import RANKING_MODEL, SCENARIOS
+from guitarsep.app.listening import (
+    LISTEN_MODELS, OGG_QUALITY, PLAYBACK_SR, RANKS, EstimateCache,
     audio_tag, encode_ogg, model_key, pick_clips,
 )
 
@@ -82,15 +83,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "x"
 
 
-def select_demo_clips(scores: pd.DataFrame, *, reference: tuple[str, str] = REFERENCE,
+def select_demo_clips(scores: pd.DataFrame, *, reference: tuple[str, str] = RANKING_MODEL,
                       ranks: Sequence[str] = RANKS,
                       scenarios: Sequence[str] | None = None) -> pd.DataFrame:
     """Best / median / worst clip of every scenario (in the order seen, a, b, c, d, then any
     other) by the ``reference`` model's SI-SDR. Columns: scenario, rank, clip_id, combination,
     target_timbre, other_timbre, si_sdr (the reference's)."""
     present = list(dict.fromkeys(scores["scenario"]))
-    order = [s for s in SCENARIO_ORDER if s in present] + [s for s in present
-                                                           if s not in SCENARIO_ORDER]
+    order = [s for s in SCENARIOS if s in present] + [s for s in present
+                                                           if s not in SCENARIOS]
     frames = [pick_clips(scores, s, reference=reference, ranks=ranks)
               for s in (scenarios or order)]
     frames = [f for f in frames if not f.empty]
@@ -102,11 +103,12 @@ def select_demo_clips(scores: pd.DataFrame, *, reference: tuple[str, str] = REFE
 
 
 def _resolve_models(profile: Profile, models: Mapping | None, device: str) -> dict:
-    from guitarsep.train import load_trained
+    from guitarsep.training.loop import load_trained
 
     out = {}
     for label, m in (models if models is not None else LISTEN_MODELS).items():
-        out[label] = load_trained(profile, m, device=device) if isinstance(m, ModelSpec) else m
+        out[label] = (load_trained(profile, m, device=device).model if isinstance(m, ModelSpec)
+                      else m)
     if not out:
         raise ValueError("write_demo_page: no models")
     return out
@@ -148,7 +150,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def write_demo_page(profile: Profile, corpus, scores: pd.DataFrame,
                     out_dir: str | Path | None = None, models: Mapping | None = None, *,
                     figures_dir: str | Path | None = None,
-                    reference: tuple[str, str] = REFERENCE, ranks: Sequence[str] = RANKS,
+                    reference: tuple[str, str] = RANKING_MODEL, ranks: Sequence[str] = RANKS,
                     rate: int = PLAYBACK_SR, quality: float = OGG_QUALITY,
                     device: str = "cpu", progress: bool = False) -> Path:
     """Write the static listening page of a run; returns the path of its ``index.html``.
@@ -159,7 +161,7 @@ def write_demo_page(profile: Profile, corpus, scores: pd.DataFrame,
         scores: its per-clip results table (``data/results/<profile>/scores.csv``).
         out_dir: default ``profile.figures_dir / "demo"``.
         models: ``{label: network | ModelSpec | reference name}``; default
-            :data:`guitarsep.widgets.LISTEN_MODELS` loaded with ``load_trained``.
+            :data:`guitarsep.app.listening.LISTEN_MODELS` loaded with ``load_trained``.
         figures_dir: where the figures' PNGs are (default ``profile.figures_dir``); missing
             ones are left out of the page.
         reference: the (model, setting) whose SI-SDR ranks the clips.
@@ -167,8 +169,9 @@ def write_demo_page(profile: Profile, corpus, scores: pd.DataFrame,
     """
     from tqdm.auto import tqdm
 
-    from guitarsep.figures import SCENARIO_TITLES
-    from guitarsep.provenance import git_commit, write_json_atomic
+    from guitarsep.vocabulary import SCENARIO_TITLES
+    from guitarsep.io import write_json_atomic
+    from guitarsep.provenance import git_commit
 
     out_dir = Path(out_dir) if out_dir is not None else profile.figures_dir / "demo"
     figures_dir = Path(figures_dir) if figures_dir is not None else profile.figures_dir

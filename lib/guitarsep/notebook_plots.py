@@ -1,9 +1,10 @@
 """Plots that narrate the notebooks (masks, spectrograms, corpus statistics, training curves).
 
-The paper's result figures live in :mod:`guitarsep.figures`; this module holds the explanatory
-plots of ``01_data.ipynb`` (score masks over the frequency axis, spectrograms with masks),
-``02_train.ipynb`` (loss and validation curves) and ``05_listen.ipynb``. Every function takes
-arrays or tables and returns a matplotlib Figure; none reads files.
+The paper's result figures live in :mod:`guitarsep.evaluation.figures`; this module holds the
+explanatory plots of ``01_data.ipynb`` (score masks over the frequency axis, spectrograms with
+masks), ``02_train.ipynb`` (loss and validation curves) and ``05_listen.ipynb`` (spectrograms
+with masks, via :mod:`guitarsep.app.listening`). Every function takes arrays or tables and
+returns a matplotlib Figure; none reads files.
 """
 from __future__ import annotations
 

@@ -1,0 +1,281 @@
+"""The ``guitarsep`` command: one parser, one subcommand per pipeline step and app feature.
+
+    guitarsep build-corpus | train | evaluate | figures | demo-page  [--profile P] [--root R]
+    guitarsep train --model NAME --setting S [--steps-scale X] ...   (one model; torchrun: DDP)
+    guitarsep separate MIX --score FILE [--part P] [--accomp FILE] [--model M] [--align] -o OUT
+    guitarsep export CHECKPOINT OUT.pt [--float16] [--provenance JSON]
+
+Each subcommand is a thin caller of the functions the notebooks use, so the notebook path and
+the command-line path cannot disagree. ``python -m guitarsep`` is the same command.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from guitarsep.config import PROFILE_NAMES, SETTINGS, ModelSpec, load_profile
+
+
+def _cmd_build_corpus(profile, args) -> int:
+    from guitarsep.corpus import build_corpus
+    from guitarsep.provenance import stage_timer
+
+    with stage_timer(profile, "data"):
+        corpus = build_corpus(profile, progress=not args.quiet)
+    print(corpus)
+    return 0
+
+
+def _cmd_train(profile, args) -> int:
+    """Every model of the profile, or the one named by ``--model``/``--setting``."""
+    from guitarsep.corpus import load_corpus
+    from guitarsep.provenance import stage_timer
+    from guitarsep.training.loop import train_all, train_model
+
+    if args.model is None:
+        with stage_timer(profile, "train"):
+            runs = train_all(profile, load_corpus(profile), progress=not args.quiet)
+        print(runs.to_string(index=False))
+        return 0
+    spec = next((m for m in profile.models
+                 if m.name == args.model and m.setting == args.setting),
+                ModelSpec(args.model, args.setting))
+    if args.steps_scale is not None:
+        spec = dataclasses.replace(spec, steps_scale=args.steps_scale)
+    rec = train_model(profile, spec, device=args.device, progress=not args.quiet,
+                      ckpt_every=args.ckpt_every, max_steps=args.max_steps,
+                      step_sleep=args.step_sleep)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: rec[k] for k in ("key", "steps", "epochs", "best_epoch",
+                                              "best_valid_si_sdr", "wall_s", "complete")}))
+    return 0
+
+
+def _cmd_evaluate(profile, args) -> int:
+    from guitarsep.corpus import load_corpus
+    from guitarsep.evaluation.evaluate import run_evaluation
+    from guitarsep.provenance import record_stage
+
+    t0 = time.perf_counter()
+    scores, timing = run_evaluation(profile, load_corpus(profile), progress=not args.quiet)
+    record_stage(profile, "evaluate", time.perf_counter() - t0, **timing)
+    print(json.dumps(timing))
+    return 0
+
+
+def _read_scores(profile):
+    """The profile's committed results table, or None (with a one-line hint) when missing."""
+    import pandas as pd
+
+    scores_path = profile.results_dir / "scores.csv"
+    if not scores_path.is_file():
+        print(f"guitarsep: {scores_path} not found; run `make reproduce PROFILE={profile.name}`",
+              file=sys.stderr)
+        return None
+    return pd.read_csv(scores_path, dtype={"clip_id": str})
+
+
+def _cmd_figures(profile, args) -> int:
+    """Redraw the figures from the committed ``data/results/<profile>/scores.csv`` (and
+    ``robustness.png`` from ``robustness.csv`` when present)."""
+    from guitarsep.evaluation.figures import write_figures
+    from guitarsep.provenance import collect
+
+    scores = _read_scores(profile)
+    if scores is None:
+        return 1
+    old = profile.figures_dir / "provenance.json"
+    # Keep the provenance of the run that produced the scores; note the redraw.
+    prov = json.loads(old.read_text()) if old.is_file() else collect(profile)
+    prov["redrawn_by"] = "guitarsep figures"
+    paths = write_figures(scores, profile.figures_dir, prov,
+                          n_boot=profile.eval.bootstrap, seed=profile.seed)
+    for p in paths.values():
+        print(p)
+    rob = profile.results_dir / "robustness.csv"
+    if rob.is_file():        # 06_robustness's table, when that notebook has run
+        import pandas as pd
+
+        from guitarsep.evaluation.figures import plot_robustness, save_figure
+        side = profile.figures_dir / "robustness.json"
+        rprov = (json.loads(side.read_text()).get("provenance", {}) if side.is_file()
+                 else collect(profile))
+        rprov["redrawn_by"] = "guitarsep figures"
+        fig = plot_robustness(pd.read_csv(rob, dtype={"clip_id": str}))
+        print(save_figure(fig, profile.figures_dir / "robustness.png", rprov))
+    return 0
+
+
+def _cmd_demo_page(profile, args) -> int:
+    """Write the static listening page ``<figures_dir>/demo/`` from the run's own outputs."""
+    from guitarsep.corpus import load_corpus
+    from guitarsep.app.demo_page import page_size, write_demo_page
+    from guitarsep.app.listening import load_listen_models
+
+    scores = _read_scores(profile)
+    if scores is None:
+        return 1
+    try:
+        corpus = load_corpus(profile)
+        models = load_listen_models(profile)
+    except FileNotFoundError as err:
+        print(f"guitarsep: {err}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    index = write_demo_page(profile, corpus, scores, models=models, progress=not args.quiet)
+    print(f"{index} ({page_size(index.parent) / 1e6:.1f} MB, "
+          f"{time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def _add_separate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("mix", help="the recording (wav, flac, ogg, aiff, ...; any sample rate and "
+                               "channel count; down-mixed to mono)")
+    p.add_argument("--score", required=True, help="score file holding the part to extract")
+    p.add_argument("--part", default=None,
+                   help="the part to extract: index, name, or program:N (MIDI); default: "
+                        "the only part")
+    p.add_argument("--accomp", default=None,
+                   help="score of the other guitar (default: the other parts of --score; "
+                        "without any, the binary-mask model is used)")
+    p.add_argument("--accomp-part", default=None, help="part of --accomp (index or name)")
+    p.add_argument("--model", default=None,
+                   help="model name (shipped with the package, default si_umx_soft) or path "
+                        "to a model / training checkpoint (best.pt) / run folder")
+    p.add_argument("--align", action="store_true",
+                   help="align the score to the recording first (DTW on chroma + onsets)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (.wav float32, .flac, .aiff, .ogg); mono, at the input's "
+                        "sample rate")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the batch-1 LSTM gains nothing from more "
+                        "and slows down badly when other programs keep the cores busy)")
+    p.add_argument("--chunk-s", type=float, default=30.0,
+                   help="seconds per inference chunk (memory vs. speed), default 30")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
+
+
+def _cmd_separate(args) -> int:
+    """``guitarsep separate MIX --score FILE [...] -o OUT``."""
+    from guitarsep.app.separate_file import SeparationError, separate_file
+
+    def log(msg: str) -> None:
+        if not args.quiet or msg.startswith("warning"):
+            print(msg, file=sys.stderr, flush=True)
+
+    try:
+        separate_file(args.mix, args.score, args.output, part=args.part,
+                      accomp_path=args.accomp, accomp_part=args.accomp_part, model=args.model,
+                      align=args.align, device=args.device, chunk_s=args.chunk_s,
+                      progress=False if args.quiet else None, log=log,
+                      threads=args.threads)
+    except SeparationError as err:
+        print(f"guitarsep separate: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("guitarsep separate: interrupted (no output written)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="training checkpoint (best.pt / last.pt), run folder, "
+                                      "or another exported model")
+    p.add_argument("out", help="the model file to write (.pt); a .json sidecar goes beside it")
+    p.add_argument("--float16", action="store_true", help="store weights as float16")
+    p.add_argument("--provenance", default=None,
+                   help="JSON file (or inline JSON object) recorded in the sidecar")
+
+
+def _cmd_export(args) -> int:
+    """``guitarsep export CHECKPOINT OUT.pt``: a slim, shippable model file + sidecar."""
+    from pathlib import Path
+
+    from guitarsep.models.checkpoint import ModelFileError, export_model
+
+    prov = {}
+    if args.provenance:
+        src = Path(args.provenance)
+        prov = json.loads(src.read_text() if src.is_file() else args.provenance)
+    try:
+        side = export_model(args.checkpoint, args.out, prov,
+                            dtype="float16" if args.float16 else "float32")
+    except ModelFileError as err:
+        print(f"guitarsep export: error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(side, indent=2, default=str))
+    return 0
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from guitarsep.models import MODEL_NAMES
+
+    p.add_argument("--model", default=None, choices=MODEL_NAMES,
+                   help="train only this network (with --setting); default: every model of "
+                        "the profile")
+    p.add_argument("--setting", default="modern", choices=sorted(SETTINGS),
+                   help="STFT setting of --model (default modern)")
+    p.add_argument("--steps-scale", type=float, default=None,
+                   help="with --model: override the spec's steps_scale")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints")
+    p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--step-sleep", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
+#: name -> (help, function(profile, args), extra arguments) of the profile-driven steps.
+PIPELINE_COMMANDS = {
+    "build-corpus": ("render the synthetic two-guitar corpus", _cmd_build_corpus, None),
+    "train": ("train the profile's models (or one of them)", _cmd_train, _add_train_arguments),
+    "evaluate": ("separate the test clips, write the results table", _cmd_evaluate, None),
+    "figures": ("redraw the figures from the committed results table", _cmd_figures, None),
+    "demo-page": ("write the static listening page", _cmd_demo_page, None),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``guitarsep`` parser, with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="guitarsep", description="Score-informed separation of two guitars: the "
+        "pipeline steps of a profile, and separation of your own recordings.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_, _, add_arguments) in PIPELINE_COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--profile", default="default",
+                       help=f"one of {', '.join(PROFILE_NAMES)} (default: default)")
+        p.add_argument("--root", default=None, help="project root (default: found from cwd)")
+        p.add_argument("--quiet", "--no-progress", action="store_true", help="no progress bars")
+        if add_arguments:
+            add_arguments(p)
+    sep = sub.add_parser(
+        "separate", help="separate one guitar of your own recording, given its score",
+        description="Separate one guitar part from a recording of two guitars, given its "
+                    "score (MIDI, MusicXML, Guitar Pro .gp3/.gp4/.gp5, or the text format "
+                    "'onset offset pitch [velocity]').")
+    _add_separate_arguments(sep)
+    exp = sub.add_parser("export", help="write a slim, shippable model file from a checkpoint")
+    _add_export_arguments(exp)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "separate":
+        return _cmd_separate(args)
+    if args.command == "export":
+        return _cmd_export(args)
+    try:
+        profile = load_profile(args.profile, root=args.root)
+    except ValueError as err:
+        parser.error(str(err))
+    return PIPELINE_COMMANDS[args.command][1](profile, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

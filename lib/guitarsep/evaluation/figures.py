@@ -1,0 +1,246 @@
+"""The paper's three result figures, drawn only from the tidy results table.
+
+Used by 04_figures.ipynb and ``guitarsep figures``. Input: the per-clip table of
+:func:`guitarsep.evaluation.metrics.evaluate_clips` (columns model, setting, scenario,
+combination, clip_id, target_timbre, other_timbre, si_sdr, sdr, sir, sar). Nothing here reads audio,
+models or the corpus.
+
+- :func:`plot_low_res`  -> ``figures/low_res.png``: SI-Open-unmix, SI-U-Net, baseline CNN
+  (setting ``low_res``, scenario ``seen``).
+- :func:`plot_modern`   -> ``figures/modern.png``: Open-unmix / UNet, soft / binary score
+  (setting ``modern``, scenario ``seen``).
+- :func:`plot_unseen`   -> ``figures/unseen.png``: 2 x 2 panels, scenarios a-d, Soft / Binary /
+  Blind Open-unmix (setting ``modern``); panel d has ag+ag and eg+eg only.
+- :func:`plot_robustness` -> ``figures/robustness.png`` (06_robustness.ipynb): median SI-SDR
+  against score errors, from the table of ``guitarsep.evaluation.robustness.run_robustness``.
+- :func:`save_figure`   PNG (150 dpi) + sidecar JSON with provenance and per-box counts.
+- :func:`write_figures` the figures stage: the three figures, ``provenance.json`` and
+  ``summary.md`` (the markdown report of :mod:`guitarsep.evaluation.summary`: our medians
+  beside the paper's, and the paper's orderings checked on our data).
+
+Design follows the paper's figures (``docs/paper/*.png``): seaborn boxplots of per-clip target
+SI-SDR, x = combination (ag+ag, ag+eg, eg+eg), hue = model, seaborn's default colours in a
+fixed order, whiskers at 1.5 IQR and outliers not drawn (the paper's figures show none), title
+"Target SI-SDR". Models or cells missing from the table are skipped (an empty slot stays in its
+place on the x axis); a figure with no data at all says so in its axes.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from guitarsep.vocabulary import (COMBINATIONS, LOW_RES_MODELS, MODERN_MODELS,
+                                  SCENARIO_COMBINATIONS, SCENARIO_TITLES, UNSEEN_MODELS,
+                                  UNSEEN_SCENARIOS)
+
+__all__ = [
+    "plot_low_res", "plot_modern", "plot_unseen", "save_figure", "write_figures",
+    "FIGURE_FUNCTIONS", "plot_robustness", "ROBUSTNESS_PANELS", "ROBUSTNESS_MODELS",
+]
+
+_RC = {"font.size": 13, "axes.titlesize": 15, "axes.labelsize": 15, "xtick.labelsize": 14,
+       "ytick.labelsize": 13, "legend.fontsize": 12}
+
+
+def _palette(models: tuple[tuple[str, str], ...]) -> dict[str, tuple]:
+    import seaborn as sns
+    colours = sns.color_palette(n_colors=max(len(models), 3))
+    return {label: colours[i] for i, (_, label) in enumerate(models)}
+
+
+def _select(df: pd.DataFrame, setting: str, scenario: str,
+            models: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    labels = dict(models)
+    need = {"model", "setting", "scenario", "combination", "si_sdr"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"results table lacks columns {sorted(missing)}")
+    sub = df[(df["setting"] == setting) & (df["scenario"] == scenario)
+             & df["model"].isin(list(labels))].copy()
+    sub = sub[np.isfinite(sub["si_sdr"].to_numpy(dtype=float))]
+    sub["label"] = sub["model"].map(labels)
+    return sub
+
+
+def _boxpanel(ax, df: pd.DataFrame, setting: str, scenario: str,
+              models: tuple[tuple[str, str], ...], combos: tuple[str, ...],
+              title: str, legend_loc: str = "best") -> dict:
+    """Draw one boxplot panel; return the per-box counts ``{label: {combination: n}}``."""
+    import seaborn as sns
+
+    sub = _select(df, setting, scenario, models)
+    sub = sub[sub["combination"].isin(combos)]
+    hue_order = [label for _, label in models if label in set(sub["label"])]
+    counts = {label: {c: int(((sub["label"] == label) & (sub["combination"] == c)).sum())
+                      for c in combos} for label in hue_order}
+    ax.set_title(title)
+    if sub.empty:
+        ax.text(0.5, 0.5, f"no results for {setting} / {scenario}", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+        ax.set_xticks(range(len(combos)), list(combos))
+        ax.set_xlim(-0.5, len(combos) - 0.5)
+    else:
+        with warnings.catch_warnings():   # seaborn 0.13 passes matplotlib's deprecated `vert`
+            warnings.simplefilter("ignore", category=matplotlib.MatplotlibDeprecationWarning)
+            sns.boxplot(data=sub, x="combination", y="si_sdr", hue="label",
+                        order=list(combos), hue_order=hue_order, palette=_palette(models),
+                        showfliers=False, whis=1.5, linewidth=1.2, ax=ax)
+        ax.legend(loc=legend_loc, title=None)
+    ax.set_xlabel("")
+    ax.set_ylabel("SI-SDR (dB)")
+    return counts
+
+
+def _single(df: pd.DataFrame, setting: str, models, name: str) -> plt.Figure:
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(8.5, 6.5), constrained_layout=True)
+        counts = _boxpanel(ax, df, setting, "seen", models, COMBINATIONS,
+                           "Target SI-SDR", legend_loc="upper right")
+    fig.guitarsep_meta = {"figure": name, "setting": setting, "scenario": "seen",
+                          "models": dict(models), "n_clips": counts}
+    return fig
+
+
+def plot_low_res(df: pd.DataFrame) -> plt.Figure:
+    """``low_res.png``: SI-Open-unmix vs SI-U-Net vs baseline CNN (setting low_res, seen)."""
+    return _single(df, "low_res", LOW_RES_MODELS, "low_res")
+
+
+def plot_modern(df: pd.DataFrame) -> plt.Figure:
+    """``modern.png``: Open-unmix-Soft/-Binary, UNet-Soft/-Binary (setting modern, seen)."""
+    return _single(df, "modern", MODERN_MODELS, "modern")
+
+
+def plot_unseen(df: pd.DataFrame) -> plt.Figure:
+    """``unseen.png``: 2 x 2 panels (scenarios a, b, c, d), Soft / Binary / Blind
+    Open-unmix (setting modern); panel d shows ag+ag and eg+eg only."""
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(2, 2, figsize=(11.5, 8.6), constrained_layout=True)
+        counts = {}
+        for ax, sc in zip(axes.flat, UNSEEN_SCENARIOS):
+            counts[sc] = _boxpanel(ax, df, "modern", sc, UNSEEN_MODELS,
+                                   SCENARIO_COMBINATIONS[sc],
+                                   f"Target SI-SDR: {SCENARIO_TITLES[sc]}")
+            ax.title.set_fontsize(13)
+    fig.guitarsep_meta = {"figure": "unseen", "setting": "modern",
+                          "scenarios": list(UNSEEN_SCENARIOS), "models": dict(UNSEEN_MODELS),
+                          "n_clips": counts}
+    return fig
+
+
+#: Robustness panels: perturbation kind -> (panel title, x label, factor from level to x).
+ROBUSTNESS_PANELS: dict[str, tuple[str, str, float]] = {
+    "onset_jitter": ("Onset jitter", "max. shift per note (ms)", 1000.0),
+    "global_offset": ("Global offset", "score late by (ms)", 1000.0),
+    "missing_notes": ("Missing notes", "notes removed (%)", 100.0),
+    "extra_notes": ("Extra notes", "notes added (%)", 100.0),
+    "wrong_octave": ("Wrong octave", "notes moved ±12 (%)", 100.0),
+}
+ROBUSTNESS_MODELS: tuple[tuple[str, str], ...] = (
+    ("si_umx_soft", "Open-unmix-Soft"), ("si_umx_binary", "Open-unmix-Binary"))
+
+
+def plot_robustness(df: pd.DataFrame) -> plt.Figure:
+    """``figures/robustness.png`` (06_robustness.ipynb): median target SI-SDR against the size
+    of each score error, one panel per kind; colour = model, solid = score as given, dashed =
+    after DTW alignment. Level 0 of every panel is the clean score. Input: the table of
+    :func:`guitarsep.evaluation.robustness.run_robustness`."""
+    need = {"kind", "level", "align", "model", "si_sdr", "clip_id"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"robustness table lacks columns {sorted(missing)}")
+    palette = _palette(ROBUSTNESS_MODELS)
+    labels = dict(ROBUSTNESS_MODELS)
+    clean = df[df["kind"] == "none"]
+    counts = {}
+    with plt.rc_context({**_RC, "axes.titlesize": 13, "axes.labelsize": 11,
+                         "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10}):
+        fig, axes = plt.subplots(1, len(ROBUSTNESS_PANELS), figsize=(17, 4.2), sharey=True,
+                                 constrained_layout=True)
+        for ax, (kind, (title, xlabel, factor)) in zip(axes, ROBUSTNESS_PANELS.items()):
+            sub = pd.concat([clean, df[df["kind"] == kind]])
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+            if (df["kind"] == kind).sum() == 0:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes,
+                        color="0.4")
+                continue
+            for model, label in ROBUSTNESS_MODELS:
+                for aligned, ls in ((False, "-"), (True, "--")):
+                    m = sub[(sub["model"] == model) & (sub["align"] == aligned)]
+                    if m.empty:
+                        continue
+                    med = m.groupby("level")["si_sdr"].median().sort_index()
+                    ax.plot(med.index.to_numpy() * factor, med.to_numpy(), ls, marker="o",
+                            color=palette[label], ms=4,
+                            label=f"{label}{', aligned' if aligned else ''}")
+                    counts[f"{kind}/{model}/{'aligned' if aligned else 'as given'}"] = int(
+                        m.groupby("level").size().min())
+        axes[0].set_ylabel("median SI-SDR (dB)")
+        handles, names = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, names, loc="outside lower center", ncol=4, frameon=False)
+        fig.suptitle("Target SI-SDR with an imperfect score")
+    fig.guitarsep_meta = {"figure": "robustness", "models": labels,
+                          "n_clips_per_point": counts}
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: str | Path, provenance: Mapping | None = None) -> Path:
+    """Write ``fig`` to ``path`` (PNG, 150 dpi) and ``<path without suffix>.json`` with
+    ``provenance`` plus what the figure drew (setting, scenarios, model labels, clips per box).
+    Returns the PNG path."""
+    from guitarsep.io import write_json_atomic
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, metadata={"Software": f"matplotlib {matplotlib.__version__}"})
+    record = {"image": path.name, **getattr(fig, "guitarsep_meta", {}),
+              "provenance": dict(provenance or {})}
+    write_json_atomic(path.with_suffix(".json"), record)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# The figures stage (04_figures.ipynb, `guitarsep figures`, `make figures`)
+# --------------------------------------------------------------------------------------------
+FIGURE_FUNCTIONS = {"low_res": plot_low_res, "modern": plot_modern, "unseen": plot_unseen}
+
+
+def write_figures(df: pd.DataFrame, out_dir: str | Path, provenance: Mapping, *,
+                  n_boot: int = 1000, seed: int = 0) -> dict[str, Path]:
+    """Draw the three figures from the results table ``df`` into ``out_dir`` (PNG + JSON
+    sidecar each), plus ``provenance.json`` and ``summary.md``
+    (:func:`guitarsep.evaluation.summary.summary_markdown`, its link to docs/method.md relative
+    to ``out_dir``). Returns name -> path."""
+    from guitarsep.config import find_root
+    from guitarsep.evaluation.summary import summary_markdown
+    from guitarsep.io import write_json_atomic
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, plot in FIGURE_FUNCTIONS.items():
+        fig = plot(df)
+        paths[name] = save_figure(fig, out_dir / f"{name}.png", provenance)
+        plt.close(fig)
+    write_json_atomic(out_dir / "provenance.json", dict(provenance))
+    method_doc = Path(os.path.relpath(find_root(out_dir) / "docs" / "method.md", out_dir))
+    summary = summary_markdown(df, n_boot=n_boot, seed=seed, method_doc=method_doc.as_posix())
+    header = (f"# Results summary (profile `{provenance.get('profile', '?')}`)\n\n"
+              "Generated from `scores.csv` by `guitarsep.evaluation.figures.write_figures`; "
+              f"commit `{provenance.get('commit', '?')}`, "
+              f"device: {provenance.get('device', '?')}.\n\n")
+    (out_dir / "summary.md").write_text(header + summary)
+    paths["summary"] = out_dir / "summary.md"
+    return paths

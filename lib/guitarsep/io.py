@@ -1,0 +1,249 @@
+"""Shared infrastructure: audio files, resampling, atomic writes and hashing.
+
+One implementation of each, used by every stage: the corpus build (``corpus.build``), the
+training caches and checkpoints (``training``, ``models.checkpoint``), the results tables and
+figures (``evaluation``, ``provenance``) and the app (``app.separate_file``, the listening
+panel). No notebook calls these directly.
+
+Decisions:
+
+* **Atomic writes.** Every file is written to ``.<name>.tmp<pid>`` in the same folder and
+  renamed over the target (``os.replace``), so a reader, or a rerun after a crash, never sees
+  half a file; the temporary file is removed when the write fails.
+  :func:`remove_stale_temporaries` deletes such leftovers of killed runs.
+* **Resampling** uses soxr "HQ" on float32 (identity when the rates agree).
+* **Audio reading** is block-wise into one preallocated buffer, down-mixed to mono by the
+  channel mean; NaN/inf samples and empty files are errors naming the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["resample", "fix_length", "AudioFileError", "AudioInfo", "read_audio", "load_audio",
+           "write_audio", "OUTPUT_FORMATS", "atomic_path", "write_text_atomic",
+           "write_json_atomic", "save_npy_atomic", "save_torch_atomic",
+           "remove_stale_temporaries", "json_hash", "sha256_hex", "one_line"]
+
+BLOCK_FRAMES = 1 << 20               # audio read in blocks of ~1M frames (flat memory)
+#: Output extension -> (libsndfile format, subtype). Float WAV/AIFF never clip.
+OUTPUT_FORMATS = {".wav": ("WAV", "FLOAT"), ".aiff": ("AIFF", "FLOAT"), ".aif": ("AIFF", "FLOAT"),
+                  ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG", "VORBIS")}
+
+
+def one_line(e: BaseException | str, limit: int = 200) -> str:
+    """``e``'s message on one line, at most ``limit`` characters."""
+    s = " ".join(str(e).split())
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# resampling
+# --------------------------------------------------------------------------------------------
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """float32 ``x`` (samples on the last axis) from ``sr_in`` to ``sr_out`` (soxr "HQ")."""
+    x = np.asarray(x, dtype=np.float32)
+    if sr_in == sr_out:
+        return x
+    import soxr
+    return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def fix_length(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut or zero-padded on its last axis to exactly ``n`` samples."""
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
+
+
+# --------------------------------------------------------------------------------------------
+# audio files
+# --------------------------------------------------------------------------------------------
+class AudioFileError(ValueError):
+    """An audio file that cannot be used (one line, naming the file and the problem)."""
+
+
+@dataclass
+class AudioInfo:
+    """What the file said about itself (``frames`` = samples actually read)."""
+
+    sr: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+
+def read_audio(path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES
+               ) -> tuple[np.ndarray, AudioInfo]:
+    """An audio file as a mono float32 waveform ``(n,)`` (channel mean), read block by block.
+
+    Raises :class:`AudioFileError` for a missing, unreadable or empty file and for NaN or
+    infinite samples (with the time of the first one).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such audio file")
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:   # soundfile.LibsndfileError (RuntimeError) and friends
+        raise AudioFileError(f"{path}: not a readable audio file ({one_line(e)})") from None
+    with f:
+        info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), str(f.format),
+                         str(f.subtype))
+        if info.frames <= 0:
+            raise AudioFileError(f"{path}: audio file holds no samples")
+        mono, done = _read_blocks(f, path, info, block_frames)
+    if done == 0:
+        raise AudioFileError(f"{path}: audio file holds no samples")
+    info.frames = int(done)
+    return mono[:done], info
+
+
+def _read_blocks(f, path: Path, info: AudioInfo, block_frames: int) -> tuple[np.ndarray, int]:
+    mono = np.empty(info.frames, dtype=np.float32)   # one buffer: no concatenation copy
+    done = 0
+    try:
+        for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+            bad = ~np.isfinite(block)
+            if bad.any():
+                i = int(np.flatnonzero(bad.any(axis=1))[0]) + done
+                raise AudioFileError(f"{path}: NaN or infinite sample at "
+                                     f"{i / info.sr:.3f} s (frame {i})")
+            k = block.shape[0]
+            if done + k > mono.size:                  # header under-reported the length
+                mono = np.concatenate([mono, np.empty(done + k - mono.size, np.float32)])
+            if block.shape[1] > 1:
+                block.mean(axis=1, dtype=np.float32, out=mono[done:done + k])
+            else:
+                mono[done:done + k] = block[:, 0]
+            done += k
+    except AudioFileError:
+        raise
+    except Exception as e:
+        raise AudioFileError(f"{path}: audio data unreadable after {done / info.sr:.2f} s"
+                             f" ({one_line(e)})") from None
+    return mono, done
+
+
+def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarray, int]:
+    """``(mono float32 waveform, sample rate)``; resampled to ``sr`` when given."""
+    x, info = read_audio(path)
+    if sr is None or sr == info.sr:
+        return x, info.sr
+    return resample(x, info.sr, sr), int(sr)
+
+
+def write_audio(path: str | os.PathLike, y: np.ndarray, sr: int, *,
+                subtype: str | None = None) -> Path:
+    """Write ``y`` (``(n,)`` or ``(n, channels)``) at ``sr`` atomically.
+
+    The format follows the extension (:data:`OUTPUT_FORMATS`); ``subtype`` overrides the
+    extension's default (the corpus stores 16-bit FLAC). Raises :class:`AudioFileError` for an
+    unknown extension or a failed write (no partial file is left).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in OUTPUT_FORMATS:
+        raise AudioFileError(f"{path}: unsupported output extension {ext or '(none)'!r}; "
+                             f"use one of {', '.join(OUTPUT_FORMATS)}")
+    fmt, default_subtype = OUTPUT_FORMATS[ext]
+    try:
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), y, sr, format=fmt, subtype=subtype or default_subtype)
+    except AudioFileError:
+        raise
+    except Exception as e:
+        raise AudioFileError(f"{path}: cannot write output ({one_line(e)})") from None
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    The parent folder is created; on an exception the temporary file is removed and ``path``
+    is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """JSON (indent 2, sorted keys, ``str`` for anything else) written atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_npy_atomic(path: str | os.PathLike, arr: np.ndarray | None = None, **arrays) -> Path:
+    """``np.save(arr)``, or ``np.savez(**arrays)`` when named arrays are given, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if arrays:
+            np.savez(f, **arrays)
+        else:
+            np.save(f, arr)
+    return Path(path)
+
+
+def save_torch_atomic(obj, path: str | os.PathLike) -> Path:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> int:
+    """Delete the temporary files (``.<name>.tmp<pid>``) that killed runs left under
+    ``folder`` (recursively); returns how many were removed."""
+    n = 0
+    for p in Path(folder).rglob(f".{name}.tmp*"):
+        if p.is_file() and p.name.rpartition(".tmp")[2].isdigit():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# hashing
+# --------------------------------------------------------------------------------------------
+def sha256_hex(data: bytes | str | os.PathLike, n: int | None = None) -> str:
+    """sha256 hex digest of ``data`` (bytes, or the bytes of the file at a path), cut to
+    ``n`` characters when given."""
+    if not isinstance(data, bytes):
+        data = Path(data).read_bytes()
+    return hashlib.sha256(data).hexdigest()[:n]
+
+
+def json_hash(obj, n: int = 12) -> str:
+    """Short stable hash of a JSON-able object (sorted keys, ``str`` for anything else)."""
+    return sha256_hex(json.dumps(obj, sort_keys=True, default=str).encode(), n)
