@@ -5,7 +5,7 @@
 
 Model: si_umx_soft, modern setting, hidden 256, batch 16, 1.5 s chunks (the ``default``
 profile). Reports (1) samples/s of ``RemixDataset`` alone and through the DataLoader, and
-(2) for ``--steps`` training steps (STFT + forward + backward + Adam, as in ``train.py``)
+(2) for ``--steps`` training steps (STFT + forward + backward + Adam, as in ``training/loop.py``)
 the time per step and the share of it spent in ``next(loader)``.
 
 The synthetic source has the shape of the default corpus' training split (48 pieces x 45 s,

@@ -64,7 +64,7 @@ SETTINGS: dict[str, StftSetting] = {
 
 @dataclass(frozen=True)
 class MaskParams:
-    """Harmonic-comb score mask parameters (Miron et al. 2018; METHOD.md)."""
+    """Harmonic-comb score mask parameters (Miron et al. 2018; docs/method.md#score-mask)."""
 
     n_harmonics: int = 20
     cents: float = 30.0
@@ -318,7 +318,7 @@ def _default(root: Path) -> Profile:
 
 
 def _paper(root: Path) -> Profile:
-    # The paper's hyper-parameters (METHOD.md): meant for a GPU.
+    # The paper's hyper-parameters (docs/method.md#models): meant for a GPU.
     return Profile(
         name="paper", root=root, seed=2021,
         corpus=CorpusConfig(seed=2021, n_generated=(("train", 300), ("valid", 30), ("test", 40)),

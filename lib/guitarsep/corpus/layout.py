@@ -2,7 +2,7 @@
 path is spelled (written by :mod:`guitarsep.corpus.build`, read by
 :class:`guitarsep.corpus.clips.Corpus`; 01_data.ipynb shows the tables). No torch import here.
 
-Layout under ``profile.corpus_dir`` (docs/design.md, "corpus.py"):
+Layout under ``profile.corpus_dir`` (docs/design.md, "corpus/layout.py"):
 
 - ``pieces.csv`` (:data:`PIECES_COLUMNS`): piece_id, source (idiom|music21), style, split,
   duration, tempo, n_notes_p0, n_notes_p1

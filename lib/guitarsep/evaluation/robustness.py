@@ -87,7 +87,7 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
 
     Args:
         profile: gives ``profile.robustness`` (clips, kinds, levels, models, seed) and the
-            trained models (``train.load_trained``).
+            trained models (``training.load_trained``).
         corpus: the built corpus of ``profile``.
         models: optional ``{name: network}`` overriding the trained ones (tests).
 

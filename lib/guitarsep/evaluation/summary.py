@@ -72,16 +72,6 @@ class MedianRow:
 
 
 @dataclass(frozen=True)
-class ReferenceRow:
-    """Our medians of a reference (oracle_irm, score_only, mixture), one per combination."""
-
-    setting: str
-    scenario: str
-    reference: str
-    values: tuple[float | None, ...]
-
-
-@dataclass(frozen=True)
 class OrderingCheck:
     """One claimed ordering in one scenario and combination. ``ours`` / ``paper``: the medians
     in the claim's model order, None when a box is missing. ``holds`` is False when ours is
@@ -146,6 +136,16 @@ class Summary:
 # --------------------------------------------------------------------------------------------
 # Compute
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReferenceRow:
+    """Our medians of a reference (oracle_irm, score_only, mixture), one per combination."""
+
+    setting: str
+    scenario: str
+    reference: str
+    values: tuple[float | None, ...]
+
+
 def median_cells(med: pd.DataFrame) -> dict[Key, tuple[float, float, float, int]]:
     """Box -> (median, lo, hi, n) from :func:`guitarsep.evaluation.metrics.medians_table`."""
     return {(r.setting, r.scenario, r.model, r.combination): (r.si_sdr, r.si_sdr_lo,

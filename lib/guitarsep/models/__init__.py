@@ -9,7 +9,7 @@
 Every model maps ``forward(mix_mag (B, T, F), score (B, T, F) | None, score_accomp=None)`` to
 the target magnitude ``(B, T, F)``, ``F = setting.n_bins``, zero above ``setting.max_bin``
 (see :mod:`guitarsep.models.base`). ``model.score_kind`` says which mask ``score`` must be
-(``transforms.score_input``); ``model.uses_accomp`` whether ``score_accomp`` is read (``si_cnn``).
+(``frontend.score_input``); ``model.uses_accomp`` whether ``score_accomp`` is read (``si_cnn``).
 
 ======================  ===============  =====================================================
 name                    score_kind       network

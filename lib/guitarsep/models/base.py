@@ -6,11 +6,11 @@ Interface (``docs/design.md``, "models/")::
 
 - ``mix_mag``: mixture magnitude ``(B, T, F)``, ``F = setting.n_bins`` (all STFT bins).
 - ``score``: the target-side score mask ``(B, T, F)`` of kind ``model.score_kind``
-  (``transforms.score_input``): ``"soft"`` = ``M_t / (M_t + M_a)``, ``"binary"`` = ``M_t``;
+  (``frontend.score_input``): ``"soft"`` = ``M_t / (M_t + M_a)``, ``"binary"`` = ``M_t``;
   ignored (may be ``None``) when ``score_kind is None`` (blind model).
 - ``score_accomp``: the accompaniment-side mask of the same kind (``M_a / (M_t + M_a)`` for
   soft), ``(B, T, F)``; only models with ``uses_accomp = True`` (``si_cnn``) read it, the others
-  ignore it. ``transforms.score_pair`` returns both, so a training loop can always call
+  ignore it. ``frontend.score_pair`` returns both, so a training loop can always call
   ``model(mix_mag, *score_pair(model.score_kind, m_t, m_a))``.
 - returns the target magnitude estimate ``(B, T, F)``, non-negative. Networks only see bins
   ``< setting.max_bin`` (the bandwidth, 16 kHz for ``modern``); the output is exactly 0 above it

@@ -3,7 +3,7 @@ DeepConvSep family of Chandna et al. 2017). Registry name: ``si_cnn`` (``score_k
 
 Input: three planes over a context of ``context = 30`` frames: the mixture magnitude (divided
 by the example's maximum), the target soft score mask ``score`` and the accompaniment soft mask
-``score_accomp`` (``transforms.score_pair``); ``uses_accomp = True``, so ``forward`` needs both.
+``score_accomp`` (``frontend.score_pair``); ``uses_accomp = True``, so ``forward`` needs both.
 
 One context window ``(3, 30, F')`` (time x frequency, ``F'`` = ``max_bin`` zero-padded so the
 vertical kernel tiles it)::

@@ -1,7 +1,7 @@
 """STFT front end and score-mask inputs (torch).
 
 The one place where waveforms become spectrograms and back. Used by ``data.py`` (training
-chunks), the training notebook ``02_train`` / ``train.py`` (mixture magnitude and score input of
+chunks), the training notebook ``02_train`` / ``training/loop.py`` (mixture magnitude and score input of
 each batch) and ``separate.py`` (analysis of the mixture, Wiener filtering, resynthesis).
 
 Conventions (``docs/design.md``): waveforms are ``(B, N)`` float tensors, spectrograms are

@@ -14,7 +14,7 @@ Architecture, per frame (shapes for one example, ``nb = setting.max_bin``, ``H =
     * output_scale + output_mean, ReLU                    learnable, per output bin
     * |X| (cropped)                                       (T, nb)  -> zero-padded to n_bins
 
-The only change for SI-Open-Unmix (METHOD.md) is the doubled input: the first linear layer sees
+The only change for SI-Open-Unmix (docs/method.md#models) is the doubled input: the first linear layer sees
 ``2 * nb`` values, the score-filtered spectrogram ``X_s = mask ⊙ |X|`` after the mixture.
 
 Decisions where the papers are silent or we deviate:

@@ -3,7 +3,7 @@
 Used by 03_evaluate.ipynb, 05_listen.ipynb, ``guitarsep evaluate`` and ``guitarsep separate``.
 Every model, and every reference, goes through the same path::
 
-    mix (44.1 kHz) -> resample to setting.sr -> STFT (transforms.Spectrogram)
+    mix (44.1 kHz) -> resample to setting.sr -> STFT (models.frontend.Spectrogram)
         -> magnitude estimate of the target  (model, oracle IRM, or score mask x |X|)
         -> Wiener filter with the mixture (norbert)  -> inverse STFT -> resample back
 

@@ -1,4 +1,4 @@
-"""Training and validation data (torch side of the corpus; used by ``train.py`` / ``02_train``).
+"""Training and validation data (torch side of the corpus; used by ``training/loop.py`` / ``02_train``).
 
 Three pieces:
 
