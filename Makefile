@@ -5,12 +5,13 @@ PY      := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 export MPLBACKEND := Agg
 
-.PHONY: setup test reproduce notebooks figures clean help
+.PHONY: setup test reproduce notebooks figures lab clean help
 
 help:
 	@echo "make reproduce [PROFILE=default|smoke|paper]  set up, build corpus, train, evaluate, figures"
 	@echo "make test                                      set up, then pytest"
 	@echo "make figures [PROFILE=default]                 redraw figures from the committed scores.csv"
+	@echo "make lab [LAB_PORT=8888]                       JupyterLab on notebooks/ (127.0.0.1; prints the URL)"
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +33,20 @@ notebooks:
 
 figures: setup
 	$(PY) -m guitarsep figures --profile $(PROFILE)
+
+# JupyterLab on notebooks/, loopback only, with the venv registered as the kernel "guitarsep"
+# (its kernelspec in the venv's prefix, not ~/.local; "Python 3" is the venv's Python too, what
+# papermill's -k python3 runs). Jupyter prints the URL with its token. MPLBACKEND is unset so
+# the kernels draw figures inline (the Agg exported above is for papermill and the CLI).
+LAB_PORT ?= 8888
+lab: setup
+	@$(PY) -m ipykernel install --sys-prefix --name guitarsep \
+	    --display-name "Python 3 (guitarsep)" >/dev/null
+	@echo "lab: JupyterLab on notebooks/, kernel 'Python 3 (guitarsep)'; open the"
+	@echo "lab: http://127.0.0.1:<port>/lab?token=... URL printed below (Ctrl-C twice stops it)"
+	env -u MPLBACKEND $(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 \
+	    --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=notebooks \
+	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf build

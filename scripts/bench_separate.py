@@ -10,7 +10,7 @@ depend on the weights), then runs the command line path in a child process::
 
 and reports its wall time (-> x real time), its peak resident memory (``ru_maxrss`` of the
 child, whole process: Python, torch, audio buffers) and the output's format. Targets: >= 20x
-real time on 2 CPU cores, peak < 2 GB.
+real time on 2 CPU cores, peak <= 1.5 GB for any length (issue: 60 min stereo 48 kHz).
 
     python scripts/bench_separate.py                       # 10 min, 48 kHz stereo
     python scripts/bench_separate.py --minutes 2 --align   # also time --align
@@ -162,7 +162,7 @@ def main() -> None:
     print(json.dumps(res, indent=2))
     print(f"{res['audio_s'] / 60:.1f} min at {res['sr']} Hz stereo: {res['wall_s']:.1f} s wall "
           f"= {res['x_real_time']:.1f}x real time (target >= 20x); peak RSS "
-          f"{res['peak_rss_bytes'] / 2**30:.2f} GiB (target < 2 GB)", file=sys.stderr)
+          f"{res['peak_rss_bytes'] / 2**30:.2f} GiB (target <= 1.5 GB)", file=sys.stderr)
 
 
 if __name__ == "__main__":

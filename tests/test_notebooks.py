@@ -18,13 +18,23 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_notebooks_are_committed_without_outputs():
+    names = [p.name for p in NOTEBOOKS]
+    assert names[:6] == ["01_data.ipynb", "02_train.ipynb", "03_evaluate.ipynb",
+                         "04_figures.ipynb", "05_listen.ipynb", "06_robustness.ipynb"], names
     for nb_path in NOTEBOOKS:
         nb = nbformat.read(nb_path, as_version=4)
+        nbformat.validate(nb)
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs, f"{nb_path.name} is committed with outputs"
+                assert cell.execution_count is None, f"{nb_path.name}: execution counts"
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1 and "profile" in tagged[0].source, nb_path.name
+        # the first cell says what the notebook does, which profile, how long on 2 cores
+        first = nb.cells[0]
+        assert first.cell_type == "markdown" and first.source.startswith("# "), nb_path.name
+        for what in ("What it does", "Profile", "Time on 2 CPU cores"):
+            assert f"**{what}:**" in first.source, (nb_path.name, what)
 
 
 @pytest.mark.slow

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["resample", "fix_length", "AudioFileError", "AudioInfo", "read_audio", "load_audio",
-           "write_audio", "OUTPUT_FORMATS", "atomic_path", "write_text_atomic",
+           "write_audio", "AudioWriter", "AudioScan", "scan_audio", "output_format",
+           "OUTPUT_FORMATS", "atomic_path", "write_text_atomic",
            "write_json_atomic", "save_npy_atomic", "save_torch_atomic",
            "remove_stale_temporaries", "json_hash", "sha256_hex", "one_line"]
 
@@ -48,7 +49,7 @@ def one_line(e: BaseException | str, limit: int = 200) -> str:
 # resampling
 # --------------------------------------------------------------------------------------------
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """float32 ``x`` (samples on the last axis) from ``sr_in`` to ``sr_out`` (soxr "HQ")."""
+    """float32 ``x`` (``(n,)`` or ``(n, channels)``) from ``sr_in`` to ``sr_out`` (soxr "HQ")."""
     x = np.asarray(x, dtype=np.float32)
     if sr_in == sr_out:
         return x
@@ -114,11 +115,7 @@ def _read_blocks(f, path: Path, info: AudioInfo, block_frames: int) -> tuple[np.
     done = 0
     try:
         for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-            bad = ~np.isfinite(block)
-            if bad.any():
-                i = int(np.flatnonzero(bad.any(axis=1))[0]) + done
-                raise AudioFileError(f"{path}: NaN or infinite sample at "
-                                     f"{i / info.sr:.3f} s (frame {i})")
+            _check_finite(block, path, info.sr, done)
             k = block.shape[0]
             if done + k > mono.size:                  # header under-reported the length
                 mono = np.concatenate([mono, np.empty(done + k - mono.size, np.float32)])
@@ -143,30 +140,145 @@ def load_audio(path: str | os.PathLike, sr: int | None = None) -> tuple[np.ndarr
     return resample(x, info.sr, sr), int(sr)
 
 
-def write_audio(path: str | os.PathLike, y: np.ndarray, sr: int, *,
-                subtype: str | None = None) -> Path:
-    """Write ``y`` (``(n,)`` or ``(n, channels)``) at ``sr`` atomically.
-
-    The format follows the extension (:data:`OUTPUT_FORMATS`); ``subtype`` overrides the
-    extension's default (the corpus stores 16-bit FLAC). Raises :class:`AudioFileError` for an
-    unknown extension or a failed write (no partial file is left).
-    """
-    import soundfile as sf
-
+def output_format(path: str | os.PathLike) -> tuple[str, str]:
+    """``(libsndfile format, default subtype)`` for ``path``'s extension; raises
+    :class:`AudioFileError` for an extension not in :data:`OUTPUT_FORMATS`."""
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in OUTPUT_FORMATS:
         raise AudioFileError(f"{path}: unsupported output extension {ext or '(none)'!r}; "
                              f"use one of {', '.join(OUTPUT_FORMATS)}")
-    fmt, default_subtype = OUTPUT_FORMATS[ext]
+    return OUTPUT_FORMATS[ext]
+
+
+def _no_peak_chunk(f) -> None:
+    """Ask libsndfile not to write a PEAK chunk (float WAV/AIFF): it holds a timestamp, so
+    two identical runs would give different bytes."""
+    from soundfile import _ffi, _snd
+
+    SFC_SET_ADD_PEAK_CHUNK = 0x1050
+    _snd.sf_command(f._file, SFC_SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
+
+
+class AudioWriter:
+    """Write an audio file block by block, atomically: the blocks go to a temporary file
+    beside ``path`` that replaces ``path`` only when the ``with`` block ends without an
+    exception. Deterministic bytes (no PEAK chunk). Used by :func:`write_audio` and the
+    streaming separation (``guitarsep separate``).
+
+        >>> with AudioWriter("out.wav", 48000, channels=2) as w:
+        ...     w.write(block)            # (n,) or (n, channels) float
+    """
+
+    def __init__(self, path: str | os.PathLike, sr: int, channels: int = 1, *,
+                 subtype: str | None = None):
+        self.path = Path(path)
+        self.format, default = output_format(self.path)
+        self.sr, self.channels, self.subtype = int(sr), int(channels), subtype or default
+        self.frames = 0
+        self._atomic = self._file = None
+
+    def __enter__(self) -> "AudioWriter":
+        import soundfile as sf
+
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._file = sf.SoundFile(str(tmp), "w", self.sr, self.channels,
+                                      subtype=self.subtype, format=self.format)
+            _no_peak_chunk(self._file)
+        except BaseException as e:      # also Ctrl-C / SIGTERM: no temporary file is left
+            self._atomic.__exit__(type(e), e, e.__traceback__)
+            if not isinstance(e, Exception):
+                raise
+            raise AudioFileError(f"{self.path}: cannot write output ({one_line(e)})") from None
+        return self
+
+    def write(self, y: np.ndarray) -> None:
+        try:
+            self._file.write(y)
+        except Exception as e:
+            raise AudioFileError(f"{self.path}: cannot write output ({one_line(e)})") from None
+        self.frames += len(y)
+
+    def __exit__(self, *exc) -> bool:
+        try:
+            self._file.close()
+        finally:
+            self._atomic.__exit__(*exc)
+        return False
+
+
+def write_audio(path: str | os.PathLike, y: np.ndarray, sr: int, *,
+                subtype: str | None = None) -> Path:
+    """Write ``y`` (``(n,)`` or ``(n, channels)``) at ``sr`` atomically (:class:`AudioWriter`).
+
+    The format follows the extension (:data:`OUTPUT_FORMATS`); ``subtype`` overrides the
+    extension's default (the corpus stores 16-bit FLAC). Raises :class:`AudioFileError` for an
+    unknown extension or a failed write (no partial file is left).
+    """
+    with AudioWriter(path, sr, 1 if np.ndim(y) == 1 else np.shape(y)[1], subtype=subtype) as w:
+        w.write(y)
+    return Path(path)
+
+
+@dataclass
+class AudioScan:
+    """One pass over a file: its :class:`AudioInfo` and peaks (per channel, of the mono
+    down-mix), for checks before separating."""
+
+    info: AudioInfo
+    channel_peaks: np.ndarray
+    mix_peak: float
+
+    @property
+    def silent(self) -> bool:
+        return float(self.channel_peaks.max()) == 0.0
+
+    @property
+    def downmix_cancels(self) -> bool:
+        """The channels cancel in the mono down-mix (anti-phase): it is > 40 dB below them."""
+        return not self.silent and self.mix_peak < 0.01 * float(self.channel_peaks.max())
+
+
+def scan_audio(path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES) -> AudioScan:
+    """Read ``path`` once in blocks (no full copy in memory): info, peaks, and the same
+    checks and one-line errors as :func:`read_audio`."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such audio file")
     try:
-        with atomic_path(path) as tmp:
-            sf.write(str(tmp), y, sr, format=fmt, subtype=subtype or default_subtype)
-    except AudioFileError:
-        raise
+        f = sf.SoundFile(str(path))
     except Exception as e:
-        raise AudioFileError(f"{path}: cannot write output ({one_line(e)})") from None
-    return path
+        raise AudioFileError(f"{path}: not a readable audio file ({one_line(e)})") from None
+    with f:
+        info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), str(f.format),
+                         str(f.subtype))
+        peaks, mix_peak, done = np.zeros(info.channels), 0.0, 0
+        try:
+            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                _check_finite(block, path, info.sr, done)
+                peaks = np.maximum(peaks, np.abs(block).max(axis=0))
+                mix_peak = max(mix_peak, float(np.abs(block.mean(axis=1)).max()))
+                done += block.shape[0]
+        except AudioFileError:
+            raise
+        except Exception as e:
+            raise AudioFileError(f"{path}: audio data unreadable after {done / info.sr:.2f} s"
+                                 f" ({one_line(e)})") from None
+    if done == 0:
+        raise AudioFileError(f"{path}: audio file holds no samples")
+    info.frames = done
+    return AudioScan(info, peaks, mix_peak)
+
+
+def _check_finite(block: np.ndarray, path: Path, sr: int, offset: int) -> None:
+    bad = ~np.isfinite(block)
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(axis=1))[0]) + offset
+        raise AudioFileError(f"{path}: NaN or infinite sample at {i / sr:.3f} s (frame {i})")
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
     guitarsep build-corpus | train | evaluate | figures | demo-page  [--profile P] [--root R]
     guitarsep train --model NAME --setting S [--steps-scale X] ...   (one model; torchrun: DDP)
-    guitarsep separate MIX --score FILE [--part P] [--accomp FILE] [--model M] [--align] -o OUT
+    guitarsep separate MIX [MIX ...] --score FILE|--score-dir DIR [--part P] [--accomp FILE]
+                       [--model M] [--align [--strict]] [--other FILE] [--mono] -o OUT
     guitarsep export CHECKPOINT OUT.pt [--float16] [--provenance JSON]
 
 Each subcommand is a thin caller of the functions the notebooks use, so the notebook path and
@@ -11,6 +12,7 @@ the command-line path cannot disagree. ``python -m guitarsep`` is the same comma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -133,53 +135,197 @@ def _cmd_demo_page(profile, args) -> int:
 
 
 def _add_separate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("mix", help="the recording (wav, flac, ogg, aiff, ...; any sample rate and "
-                               "channel count; down-mixed to mono)")
-    p.add_argument("--score", required=True, help="score file holding the part to extract")
+    p.add_argument("mix", nargs="+",
+                   help="the recording(s) (wav, flac, ogg, aiff, ...; any sample rate; stereo "
+                        "stays stereo, more channels are down-mixed to mono)")
+    scores = p.add_mutually_exclusive_group(required=True)
+    scores.add_argument("--score", default=None,
+                        help="score file holding the part to extract; with several "
+                             "recordings, a pattern where {stem} is the recording's name "
+                             "without extension (e.g. 'tabs/{stem}.gp5'), or one score for "
+                             "all (takes of one piece)")
+    scores.add_argument("--score-dir", default=None, metavar="DIR",
+                        help="pair each recording with the score of the same name in DIR "
+                             "(MIDI, MusicXML, Guitar Pro or text)")
     p.add_argument("--part", default=None,
                    help="the part to extract: index, name, or program:N (MIDI); default: "
                         "the only part")
     p.add_argument("--accomp", default=None,
-                   help="score of the other guitar (default: the other parts of --score; "
-                        "without any, the binary-mask model is used)")
+                   help="score of the other guitar (a file, or a pattern with {stem}; "
+                        "default: the other parts of the score; without any, the "
+                        "binary-mask model is used)")
     p.add_argument("--accomp-part", default=None, help="part of --accomp (index or name)")
     p.add_argument("--model", default=None,
                    help="model name (shipped with the package, default si_umx_soft) or path "
                         "to a model / training checkpoint (best.pt) / run folder")
     p.add_argument("--align", action="store_true",
                    help="align the score to the recording first (DTW on chroma + onsets)")
+    p.add_argument("--strict", action="store_true",
+                   help="with --align: a doubtful alignment is an error (no output), not a "
+                        "warning")
     p.add_argument("-o", "--output", required=True,
-                   help="output file (.wav float32, .flac, .aiff, .ogg); mono, at the input's "
-                        "sample rate")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+                   help="output file (.wav float32, .flac, .aiff, .ogg) at the input's sample "
+                        "rate; with several recordings a folder (DIR/<stem>.wav) or a "
+                        "pattern with {stem}")
+    p.add_argument("--other", default=None, metavar="FILE",
+                   help="also write the other guitar (the recording minus the target) there "
+                        "(a file, a folder or a pattern with {stem}, as -o)")
+    p.add_argument("--mono", action="store_true",
+                   help="down-mix the recording to mono first (mono output)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N, mps)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the batch-1 LSTM gains nothing from more "
                         "and slows down badly when other programs keep the cores busy)")
     p.add_argument("--chunk-s", type=float, default=30.0,
-                   help="seconds per inference chunk (memory vs. speed), default 30")
+                   help="seconds per inference chunk, 2 to 600 (memory vs. speed), default 30")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
 
 
-def _cmd_separate(args) -> int:
-    """``guitarsep separate MIX --score FILE [...] -o OUT``."""
-    from guitarsep.app.separate_file import SeparationError, separate_file
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the atomic writers remove their temporary files."""
 
-    def log(msg: str) -> None:
-        if not args.quiet or msg.startswith("warning"):
-            print(msg, file=sys.stderr, flush=True)
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`_Terminated` (the previous handler is
+    restored afterwards). Outside the main thread signals cannot be handled: unchanged."""
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)      # a second SIGTERM kills at once
+        raise _Terminated()
 
     try:
-        separate_file(args.mix, args.score, args.output, part=args.part,
-                      accomp_path=args.accomp, accomp_part=args.accomp_part, model=args.model,
-                      align=args.align, device=args.device, chunk_s=args.chunk_s,
-                      progress=False if args.quiet else None, log=log,
-                      threads=args.threads)
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:                       # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _cmd_separate(args) -> int:
+    """``guitarsep separate MIX [MIX ...] --score FILE|--score-dir DIR [...] -o OUT``.
+
+    Exit status: 0; 1 when a recording failed (bad input: one line each); 2 for a bad option
+    (one line, nothing runs); 130 / 143 when interrupted by SIGINT / SIGTERM (no partial
+    output is left)."""
+    done: list = []
+    try:
+        with _sigterm_as_interrupt():
+            return _separate_all(args, done)
+    except KeyboardInterrupt as e:
+        what = ("no output written" if not done else
+                f"{len(done)} recording{'s' if len(done) > 1 else ''} written before")
+        kind = "terminated" if isinstance(e, _Terminated) else "interrupted"
+        print(f"guitarsep separate: {kind} ({what})", file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+
+
+def _error(msg, status: int) -> int:
+    print(f"guitarsep separate: error: {msg}", file=sys.stderr)
+    return status
+
+
+def _checked_options(args):
+    """``(device, threads, chunk_s, jobs, warnings)``; raises ``OptionError`` (exit 2)."""
+    from guitarsep.app.batch import plan_jobs
+    from guitarsep.app.options import check_chunk_s, check_device, check_threads
+
+    warnings: list[str] = []
+    device = check_device(args.device)
+    threads = check_threads(args.threads, warnings.append)
+    chunk_s = check_chunk_s(args.chunk_s)
+    jobs = plan_jobs(args.mix, output=args.output, score=args.score, score_dir=args.score_dir,
+                     accomp=args.accomp, other=args.other)
+    if args.strict and not args.align:
+        warnings.append("--strict only matters with --align")
+    return device, threads, chunk_s, jobs, warnings
+
+
+class _Console:
+    """Notes and warnings on stderr, through the progress bar over files when there are
+    several recordings."""
+
+    def __init__(self, n_jobs: int, quiet: bool):
+        self.quiet, self.bar = quiet, None
+        if n_jobs > 1:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=n_jobs, desc="recordings", unit="file", file=sys.stderr,
+                            disable=quiet)
+
+    def log(self, msg: str) -> None:
+        if not self.quiet or msg.startswith("warning"):
+            if self.bar is not None:
+                self.bar.write(msg, file=sys.stderr)
+            else:
+                print(msg, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_jobs(args, jobs, model, options: dict, console: _Console, done: list) -> list:
+    """Separate every job; returns the failures ``(job, message)`` of a batch (a single
+    recording's error propagates as ``SeparationError``)."""
+    from guitarsep.app.separate_file import SeparationError, separate_file
+    from guitarsep.io import one_line
+
+    batch, failures = len(jobs) > 1, []
+    for job in jobs:
+        try:
+            if job.error:
+                raise SeparationError(job.error)
+            separate_file(job.mix, job.score, job.out, part=args.part, accomp_path=job.accomp,
+                          accomp_part=args.accomp_part, model=model, align=args.align,
+                          progress=False if args.quiet else None, log=console.log,
+                          other_path=job.other, mono=args.mono, strict=args.strict, **options)
+            done.append(job)
+        except Exception as err:             # one bad file must not stop the rest
+            if not batch:
+                raise
+            msg = (str(err) if isinstance(err, SeparationError)
+                   else f"unexpected {type(err).__name__}: {one_line(err)}")
+            failures.append((job, msg))
+            console.log(f"guitarsep separate: error: {msg}")
+        if console.bar is not None:
+            console.bar.update(1)
+    return failures
+
+
+def _separate_all(args, done: list) -> int:
+    from guitarsep.app.options import OptionError
+    from guitarsep.app.separate_file import SeparationError, load_model, reuse_models
+
+    try:
+        device, threads, chunk_s, jobs, warnings = _checked_options(args)
+    except OptionError as err:
+        return _error(err, 2)
+    console = _Console(len(jobs), args.quiet)
+    try:
+        for w in warnings:
+            console.log(f"warning: {w}")
+        with reuse_models():
+            model = args.model
+            if len(jobs) > 1 and model is not None:   # one load for all, and fail fast
+                model = load_model(model, device)
+            failures = _run_jobs(args, jobs, model, dict(device=device, chunk_s=chunk_s,
+                                                         threads=threads), console, done)
     except SeparationError as err:
-        print(f"guitarsep separate: error: {err}", file=sys.stderr)
+        return _error(err, 1)
+    finally:
+        console.close()
+    if failures:
+        print(f"guitarsep separate: {len(failures)} of {len(jobs)} recordings failed:",
+              file=sys.stderr)
+        for job, msg in failures:
+            print(f"  {job.mix}: {msg}" if not msg.startswith(str(job.mix)) else f"  {msg}",
+                  file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("guitarsep separate: interrupted (no output written)", file=sys.stderr)
-        return 130
     return 0
 
 

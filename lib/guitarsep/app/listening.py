@@ -423,11 +423,12 @@ class ListeningPanel:
 
         lay = w.Layout(width="auto")
         self.scenario_dd = w.Dropdown(description="scenario", options=self.scenarios, layout=lay)
-        self.combination_dd = w.Dropdown(description="combination", layout=lay)
+        wide = {"description_width": "initial"}          # long labels are not cut off
+        self.combination_dd = w.Dropdown(description="combination", layout=lay, style=wide)
         self.clip_dd = w.Dropdown(description="clip", layout=w.Layout(width="34em"))
         self.models_sel = w.SelectMultiple(description="models", options=self.labels,
                                            rows=min(4, len(self.labels)))
-        self.signal_dd = w.Dropdown(description="spectrogram", layout=lay)
+        self.signal_dd = w.Dropdown(description="spectrogram", layout=lay, style=wide)
         self.ab_toggle = w.ToggleButton(description="A/B back to back", value=False)
         self.ab_a = w.Dropdown(description="A", layout=lay)
         self.ab_b = w.Dropdown(description="B", layout=lay)

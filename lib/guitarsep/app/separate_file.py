@@ -3,20 +3,26 @@
 The user-facing path behind ``guitarsep separate`` (:mod:`guitarsep.app.cli`)::
 
     guitarsep separate MIX --score FILE [--part NAME|INDEX] [--accomp FILE [--accomp-part P]]
-                       [--model NAME|PATH] [--align] -o OUT.wav
+                       [--model NAME|PATH] [--align] [--other FILE] [--mono] -o OUT.wav
 
-and the same as a function, :func:`separate_file`. It reuses the evaluation path
-(:func:`guitarsep.separation.separate.separate_clip`: STFT -> network -> Wiener -> iSTFT, in 30 s chunks
-with 2 s of context and a 1 s cross-fade, so memory stays flat for any length).
+and the same as a function, :func:`separate_file`, built on the Python API
+(:class:`guitarsep.app.separator.Separator`) and the streaming engine
+(:mod:`guitarsep.separation.stream`: STFT -> network -> Wiener -> iSTFT in blocks of 30 s with
+context and a 1 s cross-fade, read from and written to disk block by block, so memory stays
+flat for any length).
 
 Decisions:
 
-* **Audio in/out.** Any format and sample rate libsndfile reads, any channel count. The audio is
-  read in blocks as float32 and down-mixed to mono (the models are mono; a note on stderr says
-  so); the model's STFT setting resamples internally (soxr) and the estimate is resampled back,
-  so the output has the input's sample rate and length, one channel. The output format follows
-  the extension (``.wav`` / ``.aiff``: 32-bit float, so nothing clips; ``.flac``: 24-bit;
-  ``.ogg``: Vorbis) and is written atomically (temporary file + rename): an error never
+* **Audio in/out.** Any format and sample rate libsndfile reads. A first pass checks the file
+  (NaN/inf samples, silence, stereo that cancels in the down-mix) and measures its peak; the
+  second separates it. Mono and stereo keep their channels (the network hears the down-mix;
+  its mask is applied per channel through the multichannel Wiener filter); more than two
+  channels, or ``mono=True``, are down-mixed to mono, with a note. The model's STFT setting
+  resamples internally (soxr) and the estimate is resampled back, so the output has the
+  input's sample rate and length. ``other_path`` also writes the other guitar, ``mixture -
+  target``. The output format follows the extension (``.wav`` / ``.aiff``: 32-bit float, so
+  nothing clips; ``.flac``: 24-bit; ``.ogg``: Vorbis), without a PEAK chunk (identical runs
+  give identical bytes), and is written atomically (temporary file + rename): an error never
   leaves a partial or stale output behind.
 * **Scores.** Everything :func:`guitarsep.score.load_notes` reads: MIDI, MusicXML, the text
   format, Guitar Pro ``.gp3/.gp4/.gp5``. ``part`` is an index, a name, or (MIDI) ``program:N``.
@@ -37,8 +43,13 @@ Decisions:
 * **Errors.** Every problem with the user's input raises :class:`SeparationError` with ONE
   line naming the file and the problem: unreadable/empty audio, NaN/inf samples, a score with no
   notes or an unknown part (the parts found are listed), a score entirely after the end of the
-  recording, an unreadable or missing model. Soft problems (score shorter/longer than the
-  audio, a doubtful alignment) are warnings on stderr.
+  recording, an unreadable or missing model, an output folder that cannot be written (checked
+  before any work; temporary files of killed earlier runs of the same output are removed).
+  Soft problems are warnings on stderr: score shorter/longer than the audio, a doubtful
+  alignment (an error with ``strict``), an accompaniment with the target's notes or entirely
+  after the recording, a part of pitches no guitar plays (0, 127), anti-phase stereo. With
+  ``align``, notes beyond twice the recording's length are cut (warning) so that the
+  alignment's rendering stays bounded.
 """
 from __future__ import annotations
 
@@ -52,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guitarsep.io import AudioInfo, OUTPUT_FORMATS, one_line
+from guitarsep.io import AudioInfo, OUTPUT_FORMATS, one_line, scan_audio
 from guitarsep.models.checkpoint import LoadedModel, shipped_model_path
 
 __all__ = ["separate_file", "load_model", "read_audio", "load_score", "write_audio",
@@ -88,8 +99,30 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
     """:func:`guitarsep.models.checkpoint.load_model`, raising :class:`SeparationError`."""
     from guitarsep.models.checkpoint import load_model as load
 
+    key = (str(name_or_path), str(device))
+    if _reused is not None and key in _reused:
+        return _reused[key]
     with _user_errors():
-        return load(name_or_path, device)
+        lm = load(name_or_path, device)
+    if _reused is not None:
+        _reused[key] = lm
+    return lm
+
+
+_reused: dict | None = None
+
+
+@contextmanager
+def reuse_models() -> Iterator[None]:
+    """Within the block, :func:`load_model` loads each (model, device) once: ``guitarsep
+    separate`` over many recordings loads the model (and the binary-mask fallback, when some
+    score has no accompaniment) once for all."""
+    global _reused
+    old, _reused = _reused, ({} if _reused is None else _reused)
+    try:
+        yield
+    finally:
+        _reused = old
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
@@ -197,6 +230,8 @@ class SeparationResult:
     alignment: dict | None
     warnings: list[str]
     timings: dict
+    channels_out: int = 1
+    other_path: Path | None = None
 
 
 @dataclass
@@ -243,11 +278,61 @@ def _check_span(target, duration: float, score_path: Path, mix_path: Path, msgs:
 
 
 def _check_output(mix_path: Path, out_path: Path) -> None:
+    """Before any work: a known extension, an existing writable folder, not the input; then
+    remove the temporary files that killed runs left for this output."""
+    import tempfile
+
     _out_format(out_path)                                       # fail fast on a bad name
-    if not out_path.parent.is_dir():
-        raise SeparationError(f"{out_path}: output folder {out_path.parent} does not exist")
+    folder = out_path.parent
+    if not folder.is_dir():
+        raise SeparationError(f"{out_path}: output folder {folder} does not exist")
+    if out_path.is_dir():
+        raise SeparationError(f"{out_path}: is a folder, not an output file")
     if out_path.exists() and mix_path.exists() and out_path.resolve() == mix_path.resolve():
         raise SeparationError(f"{out_path}: output would overwrite the input recording")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SeparationError(f"{out_path}: output folder {folder} is not writable")
+    try:                          # os.access can say yes where writing fails (read-only mount)
+        fd, probe = tempfile.mkstemp(prefix=f".{out_path.name}.probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise SeparationError(f"{out_path}: cannot write in the output folder {folder} "
+                              f"({e.strerror or one_line(e)})") from None
+    _remove_stale_temporaries(out_path)
+
+
+def _remove_stale_temporaries(out_path: Path) -> int:
+    """Delete ``.<name>.tmp<pid>`` files beside ``out_path`` (the atomic writer's temporary
+    files, :func:`guitarsep.io.atomic_path`) whose process is gone: leftovers of runs killed
+    by a signal that cannot be caught. Temporary files of running processes (another
+    ``guitarsep separate`` writing the same output) are kept. Returns how many were removed."""
+    if os.name != "posix":        # no safe way to ask whether a process id is alive
+        return 0
+    n = 0
+    prefix = f".{out_path.name}.tmp"
+    for p in out_path.parent.iterdir():           # not glob: the name may hold [ ] * ?
+        pid = p.name[len(prefix):]
+        if (not p.name.startswith(prefix) or not pid.isdigit() or int(pid) == os.getpid()
+                or _alive(int(pid))):
+            continue
+        try:
+            if p.is_file():
+                p.unlink()
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True               # someone else's process (or a nonsense id: leave it)
+    return True
 
 
 def _choose_model(model, accomp, device: str, msgs: _Messages) -> LoadedModel:
@@ -268,84 +353,170 @@ def _choose_model(model, accomp, device: str, msgs: _Messages) -> LoadedModel:
     return lm
 
 
-def _describe_inputs(lm: LoadedModel, ainfo: AudioInfo, mix: np.ndarray, mix_path: Path,
-                     accomp_desc: str, msgs: _Messages) -> None:
+def _describe_inputs(lm: LoadedModel, scan, mix_path: Path, accomp_desc: str, mono: bool,
+                     msgs: _Messages) -> None:
+    ainfo = scan.info
     msgs.say(f"note: model {lm.name} ({lm.setting.name}, {lm.setting.sr} Hz) from "
              f"{lm.path if lm.path else '<in memory>'}; accompaniment: {accomp_desc}")
-    if ainfo.channels > 1:
+    if ainfo.channels > 2:
         msgs.say(f"note: {mix_path.name} has {ainfo.channels} channels: down-mixed to mono "
-                 f"(the output is mono)")
+                 f"(the output is mono; stereo is kept, more channels are not)")
+    elif ainfo.channels == 2 and mono:
+        msgs.say(f"note: {mix_path.name} is stereo: down-mixed to mono (--mono)")
     if ainfo.sr != lm.setting.sr:
         msgs.say(f"note: {mix_path.name} is at {ainfo.sr} Hz, the model works at "
                  f"{lm.setting.sr} Hz: resampled for the model, output written at "
                  f"{ainfo.sr} Hz")
-    if float(np.max(np.abs(mix))) == 0.0:
+    if scan.silent:
         msgs.warn(f"{mix_path}: the recording is silent")
+    elif scan.downmix_cancels:
+        msgs.warn(f"{mix_path}: its channels cancel in the mono down-mix (anti-phase stereo): "
+                  f"the model hears a near-silent down-mix, not the recording; invert one "
+                  f"channel's polarity")
 
 
-def _align(target, accomp, mix: np.ndarray, sr: int, mix_path: Path, msgs: _Messages):
-    """``(target, accomp, report)`` with both parts warped onto the recording."""
+#: The score's notes that can be aligned end before ALIGN_SPAN[0] x the recording's length +
+#: ALIGN_SPAN[1] s: a score more than twice as long as the recording is outside the tempo
+#: ratios the alignment accepts (0.5..2), and the rendering of the score must fit in memory.
+ALIGN_SPAN = (2.0, 10.0)
+
+
+def _align_bound(target, accomp, duration: float, score_path: Path, mix_path: Path,
+                 msgs: _Messages):
+    """``(target, accomp)`` without the notes starting after the alignment's bound (offsets
+    clipped to it), with a warning; an error if no target note is left."""
+    from guitarsep.score import Notes
+
+    limit = ALIGN_SPAN[0] * duration + ALIGN_SPAN[1]
+
+    def bounded(n):
+        if n is None or not len(n) or n.duration <= limit:
+            return n, 0
+        keep = n.onset < limit
+        return (Notes(n.onset[keep], np.minimum(n.offset[keep], limit), n.pitch[keep],
+                      n.velocity[keep]), int(np.count_nonzero(n.offset > limit)))
+
+    first = float(target.onset.min())
+    (target, cut_t), (accomp, cut_a) = bounded(target), bounded(accomp)
+    if not len(target):
+        raise SeparationError(f"{score_path}: the part starts at {first:.4g} s, more than "
+                              f"twice the length of the recording {mix_path.name} "
+                              f"({duration:.2f} s): it cannot be aligned")
+    if cut_t or cut_a:
+        msgs.warn(f"{score_path}: {cut_t + cut_a} note(s) of the score last beyond "
+                  f"{limit:.1f} s, more than twice the length of the recording "
+                  f"({duration:.2f} s): cut there for the alignment and the separation")
+    return target, accomp
+
+
+def _align(target, accomp, mix: np.ndarray, sr: int, mix_path: Path, msgs: _Messages, *,
+           score_path: Path | None = None, strict: bool = False):
+    """``(target, accomp, report)`` with both parts warped onto the recording. A doubtful
+    alignment is a warning, or with ``strict`` an error."""
     from guitarsep.score.align import align_notes, format_report
 
+    target, accomp = _align_bound(target, accomp, len(mix) / sr, score_path or mix_path,
+                                  mix_path, msgs)
     t0 = time.perf_counter()
     try:
         (target, accomp), report = align_notes([target, accomp], mix, sr)
     except ValueError as e:
         raise SeparationError(f"{mix_path}: alignment failed ({one_line(e)})") from None
-    msgs.say(f"note: {format_report(report)} [{time.perf_counter() - t0:.1f} s]")
-    msgs.warnings.extend(f"alignment: {w}" for w in report["warnings"])
+    doubts = report["warnings"]
+    if doubts and strict:
+        raise SeparationError(f"{mix_path}: doubtful alignment of {score_path or 'the score'}"
+                              f" ({'; '.join(doubts)}); --strict makes this an error")
+    msgs.say(f"note: {format_report({**report, 'warnings': []})} "
+             f"[{time.perf_counter() - t0:.1f} s]")
+    for w in doubts:
+        msgs.warn(f"doubtful alignment: {w}")
     return target, accomp, report
 
 
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` (None: unchanged) for the block."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+#: MIDI pitches a guitar part can hold (a piano's range, generous for 7/8-string and
+#: baritone guitars and harmonics); pitch 0 or 127 marks a drum, controller or placeholder
+#: track.
+GUITAR_PITCHES = (21, 108)
 
 
-@contextmanager
-def _chunk_progress(desc: str, progress: bool | None) -> Iterator[Callable[[int, int], None]]:
-    """An ``on_chunk`` callback driving a tqdm bar over chunks (by default only when there
-    are several)."""
-    from tqdm.auto import tqdm
-
-    bars = []
-
-    def on_chunk(done: int, total: int) -> None:
-        if not bars:
-            show = (total > 1) if progress is None else bool(progress)
-            bars.append(tqdm(total=total, desc=desc, unit="chunk", disable=not show,
-                             file=sys.stderr, leave=False))
-        bars[0].update(1)
-
-    try:
-        yield on_chunk
-    finally:
-        for bar in bars:
-            bar.close()
+def _same_notes(a, b, tol: float = 0.02) -> int:
+    """How many notes of ``a`` have a note of ``b`` with the same pitch and an onset within
+    ``tol`` seconds."""
+    n = 0
+    for p in np.unique(a.pitch):
+        ob = np.sort(b.onset[b.pitch == p])
+        if not ob.size:
+            continue
+        oa = a.onset[a.pitch == p]
+        i = np.clip(np.searchsorted(ob, oa), 1, max(ob.size - 1, 1))
+        near = np.minimum(np.abs(oa - ob[i - 1]), np.abs(oa - ob[np.minimum(i, ob.size - 1)]))
+        n += int(np.count_nonzero(near <= tol))
+    return n
 
 
-def _run_model(lm: LoadedModel, mix: np.ndarray, target, accomp, sr: int, *, device: str,
-               chunk_s, progress, threads, mask_params, desc: str) -> np.ndarray:
-    from guitarsep.score import Notes
-    from guitarsep.separation import separate_clip
+def _check_parts(target, accomp, accomp_desc: str, score_path: Path, duration: float,
+                 align: bool, msgs: _Messages) -> None:
+    """Warnings for suspicious scores: pitches no guitar plays, an accompaniment that is
+    the target part again, an accompaniment entirely after the recording."""
+    lo, hi = GUITAR_PITCHES
+    odd = (target.pitch < lo) | (target.pitch > hi)
+    if odd.sum() * 2 >= len(target):
+        found = ", ".join(str(p) for p in np.unique(target.pitch[odd])[:4])
+        msgs.warn(f"{score_path}: {int(odd.sum())} of {len(target)} notes of the part have "
+                  f"pitches no guitar plays (MIDI {found}; a guitar's range is within "
+                  f"{lo}..{hi}): a drum or placeholder track? the mask keeps nothing there")
+    if accomp is None or not len(accomp):
+        return
+    same = _same_notes(target, accomp)
+    if same >= max(1, 0.8 * len(target)):
+        msgs.warn(f"the accompaniment {accomp_desc} plays the same notes as the target part "
+                  f"({same} of {len(target)}): is it the same part? the masks cannot tell the "
+                  f"two guitars apart")
+    if not align and float(accomp.onset.min()) >= duration:
+        msgs.warn(f"the accompaniment {accomp_desc} starts at {float(accomp.onset.min()):.2f} s,"
+                  f" after the end of the recording ({duration:.2f} s): it plays no part in "
+                  f"the separation (try --align)")
 
-    with _torch_threads(threads), _chunk_progress(desc, progress) as on_chunk:
-        est = separate_clip(lm.model, mix, target, accomp if accomp is not None else
-                            Notes.empty(), lm.setting, sr=sr,
-                            mask_params=mask_params or lm.mask, device=device,
-                            chunk_s=chunk_s, on_chunk=on_chunk)
-    if not np.isfinite(est).all():
-        raise SeparationError(f"{lm.path}: the model produced non-finite output")
-    return est
+
+def _clipped(y: np.ndarray, subtype: str, peaks: list[float]) -> np.ndarray:
+    """``y`` clipped to [-1, 1] for integer formats (peaks beyond are recorded)."""
+    if subtype.startswith("FLOAT") or y.size == 0:
+        return y
+    peak = float(np.max(np.abs(y)))
+    if peak > 1.0:
+        peaks.append(peak)
+        return np.clip(y, -1.0, 1.0)
+    return y
+
+
+def _separate_to_files(sep, mix_path: Path, scan, target, accomp, out_path: Path,
+                       other_path: Path | None, *, mono: bool, progress, mask_params,
+                       msgs: _Messages) -> int:
+    """Stream the recording through ``sep`` (a :class:`~guitarsep.app.separator.Separator`)
+    into the output file(s), block by block; returns the channels written."""
+    from contextlib import nullcontext
+
+    import soundfile as sf
+
+    from guitarsep.io import AudioWriter
+    from guitarsep.separation.stream import FileSource
+
+    info, peaks = scan.info, []
+    channels = 1 if mono or info.channels > 2 else info.channels
+    with _user_errors(), sf.SoundFile(str(mix_path)) as f, \
+            AudioWriter(out_path, info.sr, channels) as w_target, \
+            (AudioWriter(other_path, info.sr, channels) if other_path else nullcontext()) as w_other:
+        for t, o in sep.stream(FileSource(f, info.frames), target, accomp,
+                               peak=float(scan.channel_peaks.max()), mono=mono,
+                               progress=progress, desc=f"separating {mix_path.name}",
+                               mask_params=mask_params):
+            w_target.write(_clipped(t, w_target.subtype, peaks))
+            if w_other is not None:
+                w_other.write(_clipped(o, w_other.subtype, peaks))
+    if peaks:
+        msgs.warn(f"output peak {max(peaks):.2f} > 1: clipped (use .wav for 32-bit float "
+                  f"output)")
+    return channels
 
 
 def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
@@ -353,14 +524,17 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
                   accomp_part=None, model: str | os.PathLike | LoadedModel | None = None,
                   align: bool = False, device: str = "cpu", chunk_s: float | None = 30.0,
                   progress: bool | None = None, log: Callable[[str], None] | None = _stderr,
-                  mask_params=None, threads: int | None = 1) -> SeparationResult:
+                  mask_params=None, threads: int | None = 1,
+                  other_path: str | os.PathLike | None = None, mono: bool = False,
+                  strict: bool = False) -> SeparationResult:
     """Separate the part ``part`` of ``score_path`` from the recording ``mix_path``.
 
     Args:
         mix_path: the recording (any libsndfile format, sample rate and channel count).
         score_path: MIDI / MusicXML / text / Guitar Pro score holding the target part.
-        out_path: output audio (``.wav``, ``.flac``, ``.aiff``, ``.ogg``), mono, at the input's
-            sample rate and length; written atomically.
+        out_path: output audio (``.wav``, ``.flac``, ``.aiff``, ``.ogg``) at the input's
+            sample rate, length and channels (stereo stays stereo; more than two channels
+            are down-mixed); written block by block and atomically.
         part: target part: index, name, ``"program:N"`` (MIDI) or None (the only part).
         accomp_path, accomp_part: the accompaniment's score (default: the other parts of
             ``score_path``; see the module docstring for the fallback without one).
@@ -371,6 +545,9 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
         progress: tqdm bar over chunks (None: when there are several chunks).
         log: where notes and warnings go (default stderr; None: silent).
         mask_params: score-mask parameters; default: those stored with the model.
+        other_path: also write the other guitar (mixture - target) there.
+        mono: down-mix the recording first (mono output).
+        strict: a doubtful alignment is an error, not a warning.
         threads: torch intra-op threads during the call (restored afterwards); None: leave
             torch's setting. Default 1: the network is a batch-1 BiLSTM over ~1500 frames,
             thousands of tiny parallel regions; a second thread gains nothing on an idle
@@ -383,8 +560,14 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
     t_start = time.perf_counter()
     msgs = _Messages(log)
     mix_path, score_path, out_path = Path(mix_path), Path(score_path), Path(out_path)
-    _check_output(mix_path, out_path)
-    mix, ainfo = read_audio(mix_path)
+    other_path = Path(other_path) if other_path is not None else None
+    for path in (out_path, other_path) if other_path else (out_path,):
+        _check_output(mix_path, path)
+    if other_path is not None and other_path.resolve() == out_path.resolve():
+        raise SeparationError(f"{other_path}: --other must differ from the output file")
+    with _user_errors():
+        scan = scan_audio(mix_path)
+    ainfo = scan.info
     sr, duration = ainfo.sr, ainfo.frames / ainfo.sr
     t_read = time.perf_counter()
     target, accomp, accomp_desc = load_score(score_path, part, accomp_path, accomp_part)
@@ -392,26 +575,31 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
         msgs.say(f"note: {score_path.name} holds no other part and no --accomp was given: "
                  f"no accompaniment score")
     lm = _choose_model(model, accomp, device, msgs)
-    _describe_inputs(lm, ainfo, mix, mix_path, accomp_desc, msgs)
+    _describe_inputs(lm, scan, mix_path, accomp_desc, mono, msgs)
+    _check_parts(target, accomp, accomp_desc, score_path, duration, align, msgs)
     if not align:
         _check_span(target, duration, score_path, mix_path, msgs, hint=" (are score and "
                     "recording the same piece? try --align)")
-    msgs.flush()
     report = None
-    if align:
-        target, accomp, report = _align(target, accomp, mix, sr, mix_path, msgs)
+    if align:        # the alignment needs the whole (mono) recording in memory
+        target, accomp, report = _align(target, accomp, read_audio(mix_path)[0], sr,
+                                        mix_path, msgs, score_path=score_path, strict=strict)
         _check_span(target, duration, score_path, mix_path, msgs, hint="")
+    msgs.flush()                  # after the alignment: with --strict, it is a check too
+    from guitarsep.app.separator import Separator
+
     t_sep = time.perf_counter()
-    est = _run_model(lm, mix, target, accomp, sr, device=device, chunk_s=chunk_s,
-                     progress=progress, threads=threads, mask_params=mask_params,
-                     desc=f"separating {mix_path.name}")
+    sep = Separator(lm, device, chunk_s=chunk_s, threads=threads)
+    channels = _separate_to_files(sep, mix_path, scan, target, accomp, out_path, other_path,
+                                  mono=mono, progress=progress, mask_params=mask_params,
+                                  msgs=msgs)
     t_done = time.perf_counter()
-    write_audio(out_path, est, sr, log=log)
-    total = time.perf_counter() - t_start
+    total = t_done - t_start
     timings = dict(read_s=t_read - t_start, separate_s=t_done - t_sep, total_s=total,
                    audio_s=duration, x_real_time=duration / max(total, 1e-9))
-    msgs.say(f"wrote {out_path} ({duration:.1f} s, {sr} Hz, mono) in {total:.1f} s "
-             f"({timings['x_real_time']:.0f}x real time)")
-    return SeparationResult(out_path, sr, int(est.size), ainfo.channels, lm.name,
+    msgs.say(f"wrote {out_path}{f' and {other_path}' if other_path else ''} ({duration:.1f} s, "
+             f"{sr} Hz, {'mono' if channels == 1 else f'{channels} channels'}) in "
+             f"{total:.1f} s ({timings['x_real_time']:.0f}x real time)")
+    return SeparationResult(out_path, sr, int(ainfo.frames), ainfo.channels, lm.name,
                             str(lm.path) if lm.path else None, accomp_desc, report,
-                            msgs.warnings, timings)
+                            msgs.warnings, timings, channels, other_path)

@@ -63,6 +63,7 @@ class AlignConfig:
     slope_window_s: float = 3.0       # local tempo ratio measured over this much score time
     cost_warn: float = 0.35           # mean path cost above this: "doubtful"
     slope_dev_warn: float = 0.25      # tempo wobble above this (log2 units): "doubtful"
+    max_score_ratio: float = 4.0      # a score longer than this x the recording (+ 60 s): error
 
     @property
     def hop_s(self) -> float:
@@ -327,11 +328,20 @@ def align_notes(notes_list: list[Notes], mix: np.ndarray, sr: int, *,
         ``(aligned, report)``: the parts with warped onsets/offsets (same order, same pitches
         and velocities) and the report dict described in the module docstring
         (:func:`format_report` prints it).
+
+    Raises ``ValueError`` (one line) for a score more than ``cfg.max_score_ratio`` times
+    as long as the recording (+ 60 s): its rendering would not fit in memory (a note at
+    1e12 s), and no tempo ratio the report accepts could align it.
     """
+    used = [n for n in notes_list if n is not None and len(n)]
+    mix_s = np.asarray(mix).size / sr
+    end = max((n.duration for n in used), default=0.0)
+    if end > cfg.max_score_ratio * mix_s + 60.0:
+        raise ValueError(f"the score lasts {end:.4g} s, the recording {mix_s:.2f} s: more than "
+                         f"{cfg.max_score_ratio:g} times as long, too long to align")
     rendering = render_score(notes_list, cfg)
     A = score_features(rendering, cfg.sr, cfg)
     B = score_features(np.asarray(mix, dtype=np.float32).reshape(-1), sr, cfg)
-    used = [n for n in notes_list if n is not None and len(n)]
     # Only the sounding spans are aligned: the score from its first onset to its last offset
     # (+ 0.3 s of release), the recording from its first to its last non-silent frame. The
     # silence around them says nothing about the tempo, and in subsequence mode skipping

@@ -283,7 +283,7 @@ _FIELD_SPLIT = re.compile(r"[\s,]+")
 
 def _text_notes(path: Path):
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")      # a BOM (Windows editors) is dropped
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read notes ({type(e).__name__}: {e})") from e
     rows = []

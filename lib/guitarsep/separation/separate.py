@@ -44,6 +44,7 @@ import torch
 
 from guitarsep.config import MaskParams, StftSetting
 from guitarsep.io import fix_length, resample
+from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
 from guitarsep.score import binary_score_mask
 from guitarsep.vocabulary import REFERENCES
 from guitarsep.models.frontend import Spectrogram, istft, score_pair
@@ -143,24 +144,15 @@ def _masks_for_segment(target_notes, accomp_notes, seg: Segment, setting: StftSe
     return m_t[off:off + seg.n_frames], m_a[off:off + seg.n_frames]
 
 
-def _chunk_starts(n: int, setting: StftSetting, chunk_s: float | None, overlap_s: float
-                  ) -> tuple[list[int], int, int]:
-    """``(chunk starts, chunk length, cross-fade length)`` in samples at ``setting.sr`` for an
-    input of ``n`` samples: one chunk ``[0]`` when it fits (or ``chunk_s`` is None).
-
-    Lengths are whole numbers of hops, so every chunk starts on the global frame grid; a last
-    chunk shorter than half the cross-fade is merged into the one before (no sliver chunk)."""
+def _plan(n: int, setting: StftSetting, chunk_s: float | None, overlap_s: float,
+          context_s: float) -> ChunkPlan:
+    """Chunks at ``setting.sr``: core, cross-fade and context are whole numbers of hops, so
+    every chunk starts on the global frame grid (chunked = one-shot for a frame-local model)."""
     hop = setting.hop
     fade = max(1, round(overlap_s * setting.sr / hop)) * hop
-    if chunk_s is None:
-        return [0], n, fade
-    core = max(1, round(chunk_s * setting.sr / hop)) * hop
-    if n <= core + fade:
-        return [0], n, fade
-    starts = list(range(0, n, core))
-    if len(starts) > 1 and n - starts[-1] <= fade // 2:
-        starts.pop()
-    return starts, core, fade
+    core = None if chunk_s is None else max(1, round(chunk_s * setting.sr / hop)) * hop
+    ctx = math.ceil((fade // 2 + context_s * setting.sr + setting.n_fft) / hop) * hop
+    return plan_chunks(n, core=core, fade=fade, context=ctx)
 
 
 def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
@@ -202,33 +194,9 @@ def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
         y = istft(torch.from_numpy(Y), setting, None).numpy()
         return fix_length(y, stop - start)
 
-    starts, core, fade = _chunk_starts(n, setting, chunk_s, overlap_s)
-    if len(starts) == 1:
-        y = process(0, n)
-        if on_chunk is not None:
-            on_chunk(1, 1)
-    else:
-        half = fade // 2
-        # context: a whole number of hops, so every segment starts on the global frame grid
-        ctx = math.ceil((half + context_s * setting.sr + setting.n_fft) / hop) * hop
-        k = (np.arange(fade) + 0.5) / fade
-        ramp_in = (0.5 - 0.5 * np.cos(np.pi * k)).astype(np.float64)      # + ramp_out == 1
-        y = np.zeros(n, dtype=np.float64)
-        for i, s0 in enumerate(starts):
-            last = i == len(starts) - 1
-            s1 = n if last else s0 + core
-            a, b = max(0, s0 - ctx), min(n, s1 + ctx)
-            seg_y = process(a, b)
-            lo = 0 if i == 0 else s0 - half
-            hi = n if last else s1 + half
-            w = np.ones(hi - lo, dtype=np.float64)
-            if i > 0:
-                w[:fade] = ramp_in
-            if not last:
-                w[-fade:] = 1.0 - ramp_in
-            y[lo:hi] += w * seg_y[lo - a:hi - a]
-            if on_chunk is not None:
-                on_chunk(i + 1, len(starts))
+    plan = _plan(n, setting, chunk_s, overlap_s, context_s)
+    pieces = [piece for _, piece in overlap_add(plan, process, on_chunk)]
+    y = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     y = y[:n_work].astype(np.float32)
     if setting.sr != sr:
         y = resample(y, setting.sr, sr)
