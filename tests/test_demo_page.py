@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import headless_chromium
 import soundfile as sf
 
 from listening_fakes import MODELS, fake_scores, tiny_models
@@ -172,41 +173,18 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
             n -= len(buf)
 
 
-def _chromium() -> tuple[str, str]:
-    browser = next((p for p in map(shutil.which, ("chromium", "chromium-browser",
-                                                  "google-chrome", "google-chrome-stable")) if p),
-                   None)
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("chromium / chromedriver not installed (Debian: apt-get install chromium "
-                    "chromium-driver; scripts/setup.sh installs them)")
-    return browser, driver
-
-
 _AUDIO_STATE = """return Array.from(document.querySelectorAll('audio')).map(a => ({
     src: a.getAttribute('src'), ready: a.readyState, duration: a.duration,
     expected: parseFloat(a.dataset.duration), error: a.error ? a.error.code : null}));"""
 
 
 def test_page_in_headless_chromium(page, tmp_path):
-    browser, driver_path = _chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     index, _ = page
     handler = functools.partial(_RangeHandler, directory=str(index.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1000",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    drv = headless_chromium(tmp_path / "chromium-profile", "1280,1000")
     try:
         t0 = time.perf_counter()
         drv.get(f"http://127.0.0.1:{server.server_port}/index.html")

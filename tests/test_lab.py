@@ -34,6 +34,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import headless_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "05_listen.ipynb"
@@ -205,17 +206,6 @@ def lab_server(lab_root, tmp_path):
 # --------------------------------------------------------------------------------------------
 # the browser
 # --------------------------------------------------------------------------------------------
-def _chromium() -> tuple[str, str]:
-    browser = next((p for p in map(shutil.which, ("chromium", "chromium-browser",
-                                                  "google-chrome", "google-chrome-stable")) if p),
-                   None)
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("chromium / chromedriver not installed (Debian: apt-get install chromium "
-                    "chromium-driver; scripts/setup.sh installs them)")
-    return browser, driver
-
-
 def _wait(fn, timeout: float, what: str, poll: float = 0.25, state: dict | None = None):
     """``fn()`` once it is truthy; AssertionError after ``timeout`` s (with ``state``, which
     ``fn`` may fill, in the message)."""
@@ -305,24 +295,13 @@ def _run_all_cells(drv, tries: int = 3) -> None:
 
 
 def test_listen_notebook_in_jupyterlab(lab_server, smoke_corpus, tmp_path):
-    browser, driver_path = _chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     base, token, nb_path = lab_server
     t0 = time.perf_counter()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1500",
-                "--autoplay-policy=no-user-gesture-required",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    drv = headless_chromium(tmp_path / "chromium-profile", "1400,1500",
+                            "--autoplay-policy=no-user-gesture-required")
     timing = {}
     try:
         drv.get(f"{base}/lab/tree/{nb_path.name}?token={token}")

@@ -299,7 +299,7 @@ def _run_jobs(args, jobs, model, options: dict, console: _Console, done: list) -
 
 def _separate_all(args, done: list) -> int:
     from guitarsep.app.options import OptionError
-    from guitarsep.app.separate_file import SeparationError, load_model, reuse_models
+    from guitarsep.app.separate_file import ModelCache, SeparationError
 
     try:
         device, threads, chunk_s, jobs, warnings = _checked_options(args)
@@ -309,12 +309,13 @@ def _separate_all(args, done: list) -> int:
     try:
         for w in warnings:
             console.log(f"warning: {w}")
-        with reuse_models():
-            model = args.model
-            if len(jobs) > 1 and model is not None:   # one load for all, and fail fast
-                model = load_model(model, device)
-            failures = _run_jobs(args, jobs, model, dict(device=device, chunk_s=chunk_s,
-                                                         threads=threads), console, done)
+        models = ModelCache()                          # one load per model for all files
+        model = args.model
+        if len(jobs) > 1 and model is not None:        # and fail fast on a bad --model
+            model = models.load(model, device)
+        failures = _run_jobs(args, jobs, model, dict(device=device, chunk_s=chunk_s,
+                                                     threads=threads, models=models),
+                             console, done)
     except SeparationError as err:
         return _error(err, 1)
     finally:

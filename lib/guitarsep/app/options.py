@@ -12,8 +12,7 @@ import os
 from collections.abc import Callable
 
 __all__ = ["OptionError", "check_device", "check_threads", "check_chunk_s", "max_threads",
-           "MIN_CHUNK_S",
-           "MAX_CHUNK_S", "CHUNK_MB_PER_S"]
+           "MIN_CHUNK_S", "MAX_CHUNK_S", "CHUNK_MB_PER_S"]
 
 MIN_CHUNK_S = 2.0        # chunks overlap by 1 s (cross-fade) and carry 2 s of context
 MAX_CHUNK_S = 600.0      # a chunk and its spectrograms are held in memory

@@ -99,30 +99,27 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
     """:func:`guitarsep.models.checkpoint.load_model`, raising :class:`SeparationError`."""
     from guitarsep.models.checkpoint import load_model as load
 
-    key = (str(name_or_path), str(device))
-    if _reused is not None and key in _reused:
-        return _reused[key]
     with _user_errors():
-        lm = load(name_or_path, device)
-    if _reused is not None:
-        _reused[key] = lm
-    return lm
+        return load(name_or_path, device)
 
 
-_reused: dict | None = None
+class ModelCache:
+    """Models loaded once per (model, device): ``guitarsep separate`` over many recordings
+    passes one to every :func:`separate_file` call, so the model (and the binary-mask
+    fallback, when some score has no accompaniment) is loaded once for all."""
 
+    def __init__(self):
+        self._models: dict[tuple[str, str], LoadedModel] = {}
 
-@contextmanager
-def reuse_models() -> Iterator[None]:
-    """Within the block, :func:`load_model` loads each (model, device) once: ``guitarsep
-    separate`` over many recordings loads the model (and the binary-mask fallback, when some
-    score has no accompaniment) once for all."""
-    global _reused
-    old, _reused = _reused, ({} if _reused is None else _reused)
-    try:
-        yield
-    finally:
-        _reused = old
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def load(self, name_or_path: str | os.PathLike | None = None, device: str = "cpu"
+             ) -> LoadedModel:
+        key = (str(name_or_path), str(device))
+        if key not in self._models:
+            self._models[key] = load_model(name_or_path, device)
+        return self._models[key]
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
@@ -335,17 +332,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _choose_model(model, accomp, device: str, msgs: _Messages) -> LoadedModel:
+def _choose_model(model, accomp, device: str, msgs: _Messages,
+                  models: ModelCache | None = None) -> LoadedModel:
     """The model asked for; without one and without an accompaniment score, the shipped
     binary-mask model (its input does not need the accompaniment)."""
+    load = models.load if models is not None else load_model
     if isinstance(model, LoadedModel):
         lm = model
     elif model is None and accomp is None and shipped_model_path(BINARY_MODEL).is_file():
-        lm = load_model(BINARY_MODEL, device)
+        lm = load(BINARY_MODEL, device)
         msgs.say(f"note: using the binary-mask model {BINARY_MODEL} (its score input does "
                  f"not need the accompaniment)")
     else:
-        lm = load_model(model, device)
+        lm = load(model, device)
     if lm.score_kind == "soft" and accomp is None:
         msgs.warn(f"model {lm.name} uses the soft mask M_t/(M_t+M_a) but there is no "
                   f"accompaniment score: it gets the binary mask M_t instead (pass --accomp "
@@ -526,7 +525,8 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
                   progress: bool | None = None, log: Callable[[str], None] | None = _stderr,
                   mask_params=None, threads: int | None = 1,
                   other_path: str | os.PathLike | None = None, mono: bool = False,
-                  strict: bool = False) -> SeparationResult:
+                  strict: bool = False, models: ModelCache | None = None
+                  ) -> SeparationResult:
     """Separate the part ``part`` of ``score_path`` from the recording ``mix_path``.
 
     Args:
@@ -548,6 +548,7 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
         other_path: also write the other guitar (mixture - target) there.
         mono: down-mix the recording first (mono output).
         strict: a doubtful alignment is an error, not a warning.
+        models: a :class:`ModelCache` shared by the calls of one run (many recordings).
         threads: torch intra-op threads during the call (restored afterwards); None: leave
             torch's setting. Default 1: the network is a batch-1 BiLSTM over ~1500 frames,
             thousands of tiny parallel regions; a second thread gains nothing on an idle
@@ -574,7 +575,7 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
     if accomp is None and accomp_path is None:
         msgs.say(f"note: {score_path.name} holds no other part and no --accomp was given: "
                  f"no accompaniment score")
-    lm = _choose_model(model, accomp, device, msgs)
+    lm = _choose_model(model, accomp, device, msgs, models)
     _describe_inputs(lm, scan, mix_path, accomp_desc, mono, msgs)
     _check_parts(target, accomp, accomp_desc, score_path, duration, align, msgs)
     if not align:
