@@ -206,6 +206,27 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
+def _import_extensions(align: bool) -> None:
+    """Import the compiled libraries a separation uses before SIGTERM becomes an exception:
+    an exception raised while a C extension module initialises crashes the interpreter
+    (seen: SIGTERM during soxr's first import, exit -11), while before the handler SIGTERM
+    simply ends the process, which has not written anything yet."""
+    import warnings
+
+    import soundfile  # noqa: F401
+    import soxr  # noqa: F401
+    import torch  # noqa: F401
+    with warnings.catch_warnings():          # norbert.contrib imports a deprecated scipy path
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import norbert  # noqa: F401
+
+    import guitarsep.app.separator  # noqa: F401
+    import guitarsep.separation.stream  # noqa: F401
+    if align:                                # the alignment's features
+        import librosa  # noqa: F401
+        import scipy.ndimage  # noqa: F401
+
+
 def _cmd_separate(args) -> int:
     """``guitarsep separate MIX [MIX ...] --score FILE|--score-dir DIR [...] -o OUT``.
 
@@ -213,6 +234,7 @@ def _cmd_separate(args) -> int:
     (one line, nothing runs); 130 / 143 when interrupted by SIGINT / SIGTERM (no partial
     output is left)."""
     done: list = []
+    _import_extensions(args.align)
     try:
         with _sigterm_as_interrupt():
             return _separate_all(args, done)
