@@ -334,15 +334,36 @@ def save_torch_atomic(obj, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> int:
-    """Delete the temporary files (``.<name>.tmp<pid>``) that killed runs left under
-    ``folder`` (recursively); returns how many were removed."""
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None, *,
+                             recursive: bool = True, keep_running: bool = False) -> int:
+    """Delete the temporary files of :func:`atomic_path` (``.<name>.tmp<pid>``) that killed
+    runs left in ``folder`` (and its subfolders when ``recursive``); ``name`` None: of any
+    file. ``keep_running``: keep those whose process still runs (another writer of the same
+    output; where process ids cannot be asked, POSIX only, nothing is deleted). Returns how
+    many were removed."""
     n = 0
-    for p in Path(folder).rglob(f".{name}.tmp*"):
-        if p.is_file() and p.name.rpartition(".tmp")[2].isdigit():
+    for p in (Path(folder).rglob(".*") if recursive else Path(folder).glob(".*")):
+        stem, sep, pid = p.name.rpartition(".tmp")
+        if not sep or not pid.isdigit() or (name is not None and stem != f".{name}"):
+            continue
+        if keep_running and (int(pid) == os.getpid() or _process_running(int(pid))):
+            continue
+        if p.is_file():
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def _process_running(pid: int) -> bool:
+    if os.name != "posix":        # no safe way to ask whether a process id is alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True               # someone else's process (or a nonsense id: leave it)
+    return True
 
 
 # --------------------------------------------------------------------------------------------

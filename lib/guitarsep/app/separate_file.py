@@ -63,11 +63,12 @@ from pathlib import Path
 
 import numpy as np
 
-from guitarsep.io import AudioInfo, OUTPUT_FORMATS, one_line, scan_audio
+from guitarsep.io import (AudioInfo, one_line, output_format, remove_stale_temporaries,
+                          scan_audio)
 from guitarsep.models.checkpoint import LoadedModel, shipped_model_path
 
-__all__ = ["separate_file", "load_model", "read_audio", "load_score", "write_audio",
-           "SeparationError", "SeparationResult", "BINARY_MODEL"]
+__all__ = ["separate_file", "load_model", "read_audio", "load_score",
+           "SeparationError", "SeparationResult", "ModelCache", "BINARY_MODEL"]
 
 BINARY_MODEL = "si_umx_binary"
 
@@ -128,36 +129,6 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
 
     with _user_errors():
         return io.read_audio(path)
-
-
-def write_audio(path: str | os.PathLike, y: np.ndarray, sr: int, *,
-                log: Callable[[str], None] | None = _stderr) -> Path:
-    """Write mono ``y`` at ``sr`` atomically (:func:`guitarsep.io.write_audio`).
-
-    Format from the extension (see module docstring). Integer formats: samples beyond
-    [-1, 1] are clipped, with a warning.
-    """
-    from guitarsep import io
-
-    path = Path(path)
-    fmt, subtype = _out_format(path)
-    if not subtype.startswith("FLOAT"):
-        peak = float(np.max(np.abs(y))) if y.size else 0.0
-        if peak > 1.0:
-            if log:
-                log(f"warning: output peak {peak:.2f} > 1: clipped in {fmt} (use .wav for "
-                    f"32-bit float output)")
-            y = np.clip(y, -1.0, 1.0)
-    with _user_errors():
-        return io.write_audio(path, y, sr)
-
-
-def _out_format(path: Path) -> tuple[str, str]:
-    ext = path.suffix.lower()
-    if ext not in OUTPUT_FORMATS:
-        raise SeparationError(f"{path}: unsupported output extension {ext or '(none)'!r}; "
-                              f"use one of {', '.join(OUTPUT_FORMATS)}")
-    return OUTPUT_FORMATS[ext]
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +250,8 @@ def _check_output(mix_path: Path, out_path: Path) -> None:
     remove the temporary files that killed runs left for this output."""
     import tempfile
 
-    _out_format(out_path)                                       # fail fast on a bad name
+    with _user_errors():                                        # fail fast on a bad name
+        output_format(out_path)
     folder = out_path.parent
     if not folder.is_dir():
         raise SeparationError(f"{out_path}: output folder {folder} does not exist")
@@ -296,40 +268,8 @@ def _check_output(mix_path: Path, out_path: Path) -> None:
     except OSError as e:
         raise SeparationError(f"{out_path}: cannot write in the output folder {folder} "
                               f"({e.strerror or one_line(e)})") from None
-    _remove_stale_temporaries(out_path)
-
-
-def _remove_stale_temporaries(out_path: Path) -> int:
-    """Delete ``.<name>.tmp<pid>`` files beside ``out_path`` (the atomic writer's temporary
-    files, :func:`guitarsep.io.atomic_path`) whose process is gone: leftovers of runs killed
-    by a signal that cannot be caught. Temporary files of running processes (another
-    ``guitarsep separate`` writing the same output) are kept. Returns how many were removed."""
-    if os.name != "posix":        # no safe way to ask whether a process id is alive
-        return 0
-    n = 0
-    prefix = f".{out_path.name}.tmp"
-    for p in out_path.parent.iterdir():           # not glob: the name may hold [ ] * ?
-        pid = p.name[len(prefix):]
-        if (not p.name.startswith(prefix) or not pid.isdigit() or int(pid) == os.getpid()
-                or _alive(int(pid))):
-            continue
-        try:
-            if p.is_file():
-                p.unlink()
-                n += 1
-        except OSError:
-            pass
-    return n
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True               # someone else's process (or a nonsense id: leave it)
-    return True
+    # leftovers of runs killed by a signal that cannot be caught; not another live run's
+    remove_stale_temporaries(folder, out_path.name, recursive=False, keep_running=True)
 
 
 def _choose_model(model, accomp, device: str, msgs: _Messages,
