@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["resample", "fix_length", "AudioFileError", "AudioInfo", "read_audio", "load_audio",
-           "write_audio", "AudioWriter", "AudioScan", "scan_audio", "output_format",
+           "write_audio", "AudioWriter", "AudioScan", "scan_audio", "LevelMeter", "gated_level_db", "output_format",
            "OUTPUT_FORMATS", "atomic_path", "write_text_atomic",
            "write_json_atomic", "save_npy_atomic", "save_torch_atomic",
            "remove_stale_temporaries", "json_hash", "sha256_hex", "one_line"]
@@ -230,6 +230,7 @@ class AudioScan:
     info: AudioInfo
     channel_peaks: np.ndarray
     mix_peak: float
+    mix_level_db: float = float("-inf")
 
     @property
     def silent(self) -> bool:
@@ -257,11 +258,14 @@ def scan_audio(path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES) -> 
         info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), str(f.format),
                          str(f.subtype))
         peaks, mix_peak, done = np.zeros(info.channels), 0.0, 0
+        meter = LevelMeter(info.sr)
         try:
             for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
                 _check_finite(block, path, info.sr, done)
                 peaks = np.maximum(peaks, np.abs(block).max(axis=0))
-                mix_peak = max(mix_peak, float(np.abs(block.mean(axis=1)).max()))
+                mix = block.mean(axis=1)
+                mix_peak = max(mix_peak, float(np.abs(mix).max()))
+                meter.add(mix)
                 done += block.shape[0]
         except AudioFileError:
             raise
@@ -271,7 +275,54 @@ def scan_audio(path: str | os.PathLike, *, block_frames: int = BLOCK_FRAMES) -> 
     if done == 0:
         raise AudioFileError(f"{path}: audio file holds no samples")
     info.frames = done
-    return AudioScan(info, peaks, mix_peak)
+    return AudioScan(info, peaks, mix_peak, meter.db())
+
+
+class LevelMeter:
+    """Gated level in dBFS of a mono signal fed block by block (flat memory).
+
+    BS.1770-style gating without K-weighting, as the corpus renderer measures its stems
+    (``corpus.render.loudness_db``): mean squares of 400 ms windows every 100 ms, an absolute
+    gate at -70 dBFS, then a relative gate 10 dB below the mean of what is left. The windows are
+    built from 100 ms sub-blocks, so feeding a signal in any block sizes gives the same result.
+    Used by ``separate_clip`` / ``guitarsep separate`` to bring every input to the level the
+    networks were trained at (03_evaluate, 05_listen, the CLI). ``-inf`` for silence.
+    """
+
+    def __init__(self, sr: int):
+        self.sub = max(1, int(round(0.1 * sr)))
+        self._energy: list[float] = []
+        self._rest = np.zeros(0, np.float64)
+
+    def add(self, block: np.ndarray) -> None:
+        """Feed the next samples ``(k,)``."""
+        x = np.concatenate([self._rest, np.asarray(block, np.float64).reshape(-1)])
+        n_full = len(x) // self.sub
+        if n_full:
+            e = np.square(x[:n_full * self.sub]).reshape(n_full, self.sub).sum(axis=1)
+            self._energy.extend(e.tolist())
+        self._rest = x[n_full * self.sub:]
+
+    def db(self) -> float:
+        """The gated level of everything fed so far."""
+        e = np.asarray(self._energy)
+        if len(e) < 4:
+            n = len(e) * self.sub + len(self._rest)
+            p = np.array([(e.sum() + np.square(self._rest).sum()) / n]) if n else np.zeros(1)
+        else:
+            p = (e[:-3] + e[1:-2] + e[2:-1] + e[3:]) / (4 * self.sub)
+        p = p[p > 1e-7]                                     # absolute gate, -70 dBFS
+        if not len(p):
+            return float("-inf")
+        p = p[p > np.mean(p) * 0.1]                         # relative gate, -10 dB
+        return float(10 * np.log10(np.mean(p)))
+
+
+def gated_level_db(x: np.ndarray, sr: int) -> float:
+    """:class:`LevelMeter` level of a whole mono signal ``(n,)`` in dBFS."""
+    meter = LevelMeter(sr)
+    meter.add(x)
+    return meter.db()
 
 
 def _check_finite(block: np.ndarray, path: Path, sr: int, offset: int) -> None:

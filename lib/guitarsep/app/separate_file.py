@@ -446,7 +446,8 @@ def _separate_to_files(sep, mix_path: Path, scan, target, accomp, out_path: Path
             AudioWriter(out_path, info.sr, channels) as w_target, \
             (AudioWriter(other_path, info.sr, channels) if other_path else nullcontext()) as w_other:
         for t, o in sep.stream(FileSource(f, info.frames), target, accomp,
-                               peak=float(scan.channel_peaks.max()), mono=mono,
+                               peak=float(scan.channel_peaks.max()),
+                               level_db=scan.mix_level_db, mono=mono,
                                progress=progress, desc=f"separating {mix_path.name}",
                                mask_params=mask_params):
             w_target.write(_clipped(t, w_target.subtype, peaks))

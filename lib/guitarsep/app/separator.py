@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from guitarsep.app.separate_file import SeparationError, load_model, load_score
+from guitarsep.io import gated_level_db
 from guitarsep.models.checkpoint import LoadedModel
 from guitarsep.score import Notes
 
@@ -115,7 +116,7 @@ class Separator:
         return load_score(score, part, accomp, accomp_part)
 
     def stream(self, source, target: Notes, accomp: Notes | None, *, peak: float,
-               mono: bool = False, progress: bool | None = False, desc: str = "separating",
+               level_db: float, mono: bool = False, progress: bool | None = False, desc: str = "separating",
                mask_params=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(target, other)`` pieces ``(k, C)`` of a
         :class:`~guitarsep.separation.stream.ArraySource` / ``FileSource``, in order."""
@@ -125,7 +126,7 @@ class Separator:
         with _torch_threads(self.threads), _chunk_progress(desc, progress) as on_chunk:
             for t, o in stream_separate(
                     source, lm.model, target, accomp if accomp is not None else Notes.empty(),
-                    lm.setting, peak=peak, mask_params=mask_params or lm.mask,
+                    lm.setting, peak=peak, level_db=level_db, mask_params=mask_params or lm.mask,
                     device=self.device, chunk_s=self.chunk_s,
                     mono=mono or source.channels > MAX_CHANNELS, on_chunk=on_chunk):
                 if not np.isfinite(t).all():
@@ -146,7 +147,7 @@ class Separator:
             with _user_alignment_errors():
                 (target, acc), _ = align_notes([target, acc], x.mean(axis=1), int(sr))
         pieces = list(self.stream(ArraySource(x, sr), target, acc, peak=float(np.abs(x).max()),
-                                  mono=mono, progress=progress, mask_params=mask_params))
+                                  level_db=gated_level_db(x.mean(axis=1), int(sr)), mono=mono, progress=progress, mask_params=mask_params))
         out = [np.concatenate([p[k] for p in pieces]) for k in (0, 1)]
         if out[0].shape[1] == 1 and (np.ndim(audio) == 1 or mono or x.shape[1] > 1):
             out = [y[:, 0] for y in out]          # mono in, --mono, or down-mixed: (n,)

@@ -29,6 +29,13 @@ Decisions:
   boundaries lie on the STFT hop grid and score masks are computed per chunk from the notes
   near it, so memory stays flat and, for a frame-local model, chunked and one-shot outputs
   agree to float precision (tests/test_separate.py).
+* **Level.** A network's output is not proportional to its input's level (its input
+  normalisation and non-linearities are fitted to the corpus), so every model hears its input
+  at one level: :func:`separate_clip` (and the block-wise ``stream_separate``) measure the
+  gated level of the whole mixture (``io.LevelMeter``), scale the network's input magnitude
+  to :data:`MODEL_INPUT_DB` and scale its estimate back. The Wiener filter and the references
+  are level-equivariant already. A gain applied to the input then changes the output by
+  the same gain (tests/test_separate.py::test_output_follows_input_gain).
 * **Resampling** (low_res works at 8192 Hz) uses soxr "HQ"; the output is trimmed/padded to
   exactly ``len(mix)``.
 """
@@ -43,19 +50,22 @@ import numpy as np
 import torch
 
 from guitarsep.config import MaskParams, StftSetting
-from guitarsep.io import fix_length, resample
+from guitarsep.io import fix_length, gated_level_db, resample
 from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
 from guitarsep.score import binary_score_mask
 from guitarsep.vocabulary import REFERENCES
 from guitarsep.models.frontend import Spectrogram, istft, score_pair
 
 __all__ = [
-    "separate_clip", "separate_batch", "estimate_magnitude", "oracle_irm", "score_only",
+    "MODEL_INPUT_DB", "input_gain", "separate_clip", "separate_batch", "estimate_magnitude", "oracle_irm", "score_only",
     "mixture", "wiener_target",
 ]
 
 
 CHUNK_S = 30.0
+#: The gated level (dBFS) every network hears its input at: the level of the corpus's
+#: mixtures (two stems rendered at -20 dBFS gated each, summed: about -17).
+MODEL_INPUT_DB = -17.0
 OVERLAP_S = 1.0
 CONTEXT_S = 2.0
 
@@ -206,17 +216,28 @@ def _run_chunked(mix: np.ndarray, sr: int, setting: StftSetting,
 # --------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------
+def input_gain(level_db: float) -> float:
+    """The factor that brings a mixture of gated level ``level_db`` (dBFS, from
+    ``io.LevelMeter``) to :data:`MODEL_INPUT_DB`; 1 for silence."""
+    if not np.isfinite(level_db):
+        return 1.0
+    return float(10.0 ** ((MODEL_INPUT_DB - level_db) / 20.0))
+
+
 @torch.no_grad()
 def estimate_magnitude(model: torch.nn.Module, X: torch.Tensor,
-                       masks: tuple[torch.Tensor, torch.Tensor] | dict | None) -> torch.Tensor:
+                       masks: tuple[torch.Tensor, torch.Tensor] | dict | None,
+                       gain: float = 1.0) -> torch.Tensor:
     """The model's target magnitude for a complex mixture STFT ``X (B, T, F)``.
 
     ``masks`` = the binary harmonic-comb masks ``(M_t, M_a)`` (bool/float ``(B, T, F)``, or
     a dict with keys ``"target"``, ``"accomp"``), or None for a blind model. The score input
     is built from ``model.score_kind`` by :func:`guitarsep.models.frontend.score_pair` (soft:
     ``M_t / (M_t + M_a)``, binary: ``M_t``, None: no score); ``score_accomp`` (read only by
-    si_cnn) is the same mask with the parts swapped. Runs on the model's device, without
-    gradients; returns a float tensor ``(B, T, F)`` on the model's device.
+    si_cnn) is the same mask with the parts swapped. ``gain`` (:func:`input_gain`) scales the
+    magnitude the network hears; the estimate is scaled back by ``1 / gain``. Runs on the
+    model's device, without gradients; returns a float tensor ``(B, T, F)`` on the model's
+    device.
     """
     try:
         device = next(model.parameters()).device
@@ -236,10 +257,10 @@ def estimate_magnitude(model: torch.nn.Module, X: torch.Tensor,
         m_t = torch.as_tensor(m_t).to(device)
         m_a = torch.as_tensor(m_a).to(device)
         score, score_accomp = score_pair(kind, m_t, m_a)
-    out = model(mix_mag, score, score_accomp)
+    out = model(mix_mag * gain, score, score_accomp)
     if out.shape != mix_mag.shape:
         raise ValueError(f"model returned {tuple(out.shape)}, expected {tuple(mix_mag.shape)}")
-    return out.float()
+    return out.float() / gain
 
 
 def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
@@ -254,7 +275,7 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
         model: a network from ``guitarsep.models`` (``forward(mix_mag, score, score_accomp)``;
             ``model.score_kind`` in {"soft", "binary", None}). Put in eval mode for the call
             and moved to ``device``; its previous train/eval mode is restored.
-        mix: mono waveform ``(n,)`` at ``sr``.
+        mix: mono waveform ``(n,)`` at ``sr``; the network hears it at :data:`MODEL_INPUT_DB`.
         target_notes, accomp_notes: ``score.Notes`` of the target and the accompaniment,
             times relative to the start of ``mix``.
         setting: the model's :class:`~guitarsep.config.StftSetting`.
@@ -270,13 +291,14 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
     was_training = model.training
     model.eval()
     needs_score = getattr(model, "score_kind", None) is not None
+    gain = input_gain(gated_level_db(mix, sr))
 
     def fn(X, seg, _aux):
         masks = None
         if needs_score:
             m_t, m_a = _masks_for_segment(target_notes, accomp_notes, seg, setting, params)
             masks = (torch.from_numpy(np.asarray(m_t))[None], torch.from_numpy(np.asarray(m_a))[None])
-        return estimate_magnitude(model, X.to(device), masks)[0].cpu().numpy()
+        return estimate_magnitude(model, X.to(device), masks, gain)[0].cpu().numpy()
 
     try:
         return _run_chunked(mix, sr, setting, fn, wiener_iterations=wiener_iterations,

@@ -40,7 +40,7 @@ from guitarsep.io import fix_length, resample
 from guitarsep.models.frontend import Spectrogram, istft
 from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
 from guitarsep.separation.separate import (CHUNK_S, CONTEXT_S, OVERLAP_S, Segment,
-                                           _masks_for_segment, estimate_magnitude,
+                                           _masks_for_segment, estimate_magnitude, input_gain,
                                            wiener_target)
 
 __all__ = ["ArraySource", "FileSource", "stream_separate", "block_plan", "granule"]
@@ -102,6 +102,7 @@ class _Block:
     device: str | torch.device
     sr: int
     scale: float
+    gain: float
     spec: Spectrogram
 
     def masks(self, start_in: int, n_model: int):
@@ -121,7 +122,7 @@ class _Block:
         zm = z[0] if z.shape[0] == 1 else z.mean(axis=0)
         Xm = self.spec(torch.from_numpy(np.ascontiguousarray(zm))[None])   # (1, T, F)
         est = estimate_magnitude(self.model, Xm.to(self.device),
-                                 self.masks(start_in, zm.shape[0]))[0].cpu().numpy()
+                                 self.masks(start_in, zm.shape[0]), self.gain)[0].cpu().numpy()
         if z.shape[0] == 1:
             Y = wiener_target(Xm[0].numpy(), est.astype(np.float64), 1, scale=self.scale)[None]
         else:
@@ -183,7 +184,8 @@ def _em_step(sources: list[np.ndarray], x: np.ndarray, frames: int = 64) -> np.n
 
 
 def stream_separate(source, model: torch.nn.Module, target_notes, accomp_notes,
-                    setting: StftSetting, *, peak: float, mask_params: MaskParams,
+                    setting: StftSetting, *, peak: float, level_db: float,
+                    mask_params: MaskParams,
                     device: str | torch.device = "cpu", chunk_s: float | None = CHUNK_S,
                     mono: bool = False,
                     on_chunk: Callable[[int, int], None] | None = None
@@ -192,13 +194,15 @@ def stream_separate(source, model: torch.nn.Module, target_notes, accomp_notes,
     cover the recording in order; ``target + other`` = the (down-mixed) input.
 
     ``source``: :class:`ArraySource` or :class:`FileSource`. ``peak``: the largest absolute
-    sample of the recording (any channel), for the one Wiener scale of every block.
+    sample of the recording (any channel), for the one Wiener scale of every block;
+    ``level_db``: the gated level of its mono down-mix (``io.LevelMeter``), which sets the one
+    network input gain of every block (``separate.input_gain``).
     """
     was_training = model.training
     model.to(device).eval()
     scale = 10.0 / (peak * setting.n_fft / 2) if peak > 0 else 1.0
     block = _Block(model, target_notes, accomp_notes, setting, mask_params, device, source.sr,
-                   scale, Spectrogram(setting))
+                   scale, input_gain(level_db), Spectrogram(setting))
 
     def read(a: int, b: int) -> np.ndarray:
         x = source.read(a, b)
