@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium + chromium-driver: the headless browser of tests/test_demo_page.py
-APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small libsndfile1 ffmpeg chromium chromium-driver)
+APT_PACKAGES=(libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small csound-soundfont opl3-soundfont libsndfile1 ffmpeg chromium chromium-driver)
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guitarsep.io import json_hash
-from guitarsep.vocabulary import FIGURE_MODEL_KEYS
+from guitarsep.vocabulary import FIGURE_MODEL_KEYS, OOF_FAMILIES
 
 __all__ = [
     "StftSetting", "SETTINGS", "MaskParams", "CorpusConfig", "TrainConfig", "EvalConfig",
-    "RobustnessConfig", "ModelSpec", "Profile", "PROFILE_NAMES", "load_profile", "find_root",
+    "RobustnessConfig", "OutOfFamilyConfig", "ModelSpec", "Profile", "PROFILE_NAMES", "load_profile", "find_root",
     "config_hash",
 ]
 
@@ -97,10 +97,30 @@ class CorpusConfig:
     valid_clips: int = 24
     target_lufs: float = -20.0
     n_jobs: int = 2
+    # "table": training renders use the seen timbres of resources/timbres.csv (the paper's
+    # setup); "variety": every training rendering draws its own timbre (corpus.variety)
+    train_timbres: str = "table"
 
     def counts(self, which: str) -> dict[str, int]:
         """``{"train": n, ...}`` for ``which`` in {"n_generated", "n_music21"}."""
         return dict(getattr(self, which))
+
+
+@dataclass(frozen=True)
+class OutOfFamilyConfig:
+    """The out-of-family test clips (``guitarsep.corpus.out_of_family``): ``clips_per_cell``
+    clips per family x pairing (diff, same), cut from ``n_pieces`` pieces composed with
+    ``seed`` (never a training piece)."""
+
+    seed: int = 4321
+    families: tuple[str, ...] = OOF_FAMILIES
+    n_pieces: int = 12
+    piece_seconds: float = 45.0
+    clip_seconds: float = 15.0
+    clips_per_cell: int = 24
+    sr: int = 44100
+    target_lufs: float = -20.0
+    n_jobs: int = 2
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,10 @@ class TrainConfig:
     steps_per_epoch: int = 50
     grad_clip: float = 5.0
     gain_db: float = 6.0            # random gain range for on-the-fly remix
+    level_db: float = 0.0           # random gain of the whole remixed mixture (absolute level)
+    # "mse": magnitude MSE (Open-Unmix, the paper); "sisdr": negative SI-SDR of the waveform
+    # (estimate with the mixture's phase, inverse STFT) against the target
+    loss: str = "mse"
     p_same_timbre: float = 0.2      # chance that both parts of a training mix share a timbre
     num_workers: int = 0
     valid_batch_clips: int = 8
@@ -214,6 +238,7 @@ class Profile:
     models: tuple[ModelSpec, ...] = FIGURE_MODELS
     mask: MaskParams = field(default_factory=MaskParams)
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
+    oof: OutOfFamilyConfig = field(default_factory=OutOfFamilyConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -284,6 +309,8 @@ def _smoke(root: Path) -> Profile:
                           epochs=2, steps_per_epoch=3, patience=5, lr_decay_patience=3,
                           valid_batch_clips=2),
         eval=EvalConfig(museval_clips_per_cell=1, bootstrap=100),
+        oof=OutOfFamilyConfig(n_pieces=2, piece_seconds=12.0, clip_seconds=6.0,
+                              clips_per_cell=1),
         robustness=RobustnessConfig(
             levels=(("onset_jitter", (0.1,)), ("global_offset", (0.25,)),
                     ("missing_notes", (0.25,)), ("extra_notes", (0.25,)),
@@ -332,7 +359,23 @@ def _paper(root: Path) -> Profile:
     )
 
 
-_PROFILES = {"smoke": _smoke, "default": _default, "paper": _paper}
+def _ship(root: Path) -> Profile:
+    # The shipped model (docs/model_card.md): the default corpus's validation and test clips
+    # (same seed, same counts: identical clips) and twice its training pieces, every training
+    # rendering in its own drawn timbre (corpus.variety); the score-prior network. Budget: one
+    # resumable run of about an hour on 2 CPU cores (or minutes on a GPU).
+    return Profile(
+        name="ship", root=root, seed=1234,
+        corpus=CorpusConfig(n_generated=(("train", 88), ("valid", 6), ("test", 12)),
+                            renders_per_part=3, train_timbres="variety"),
+        train=TrainConfig(epochs=40, steps_per_epoch=500, patience=100, lr_schedule="cosine",
+                          gain_db=5.0, level_db=20.0, p_same_timbre=0.3, loss="sisdr"),
+        eval=EvalConfig(museval_clips_per_cell=0),
+        models=(ModelSpec("si_umx_prior", "modern"),),
+    )
+
+
+_PROFILES = {"smoke": _smoke, "default": _default, "paper": _paper, "ship": _ship}
 PROFILE_NAMES: tuple[str, ...] = tuple(_PROFILES)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["COMBINATIONS", "SCENARIOS", "UNSEEN_SCENARIOS", "SCENARIO_COMBINATIONS",
            "SCENARIO_TITLES", "SCORE_KINDS", "REFERENCES", "METRICS", "LOW_RES_MODELS",
            "MODERN_MODELS", "UNSEEN_MODELS", "FIGURE_MODEL_KEYS", "ALL_SCENARIO_MODELS",
-           "RANKING_MODEL"]
+           "RANKING_MODEL", "OOF_FAMILIES", "OOF_PAIRINGS"]
 
 #: Timbre families of the two guitars: ag = acoustic, eg = electric.
 COMBINATIONS: tuple[str, ...] = ("ag+ag", "ag+eg", "eg+eg")
@@ -52,7 +52,12 @@ FIGURE_MODEL_KEYS: tuple[tuple[str, str], ...] = (
     ("si_umx_soft", "modern"), ("si_umx_binary", "modern"), ("umx_blind", "modern"),
     ("si_unet_soft", "modern"), ("si_unet_binary", "modern"),
 )
-#: Run keys evaluated in every scenario (the unseen figure's models); the others on "seen".
-ALL_SCENARIO_MODELS: frozenset[str] = frozenset(f"modern-{name}" for name, _ in UNSEEN_MODELS)
+#: Run keys evaluated in every scenario (the unseen figure's models and the shipped network,
+#: ``si_umx_prior`` of the ship profile); the others on "seen".
+ALL_SCENARIO_MODELS: frozenset[str] = frozenset(
+    [f"modern-{name}" for name, _ in UNSEEN_MODELS] + ["modern-si_umx_prior"])
+#: The out-of-family test families (``corpus.variety.HELD_OUT``) and their two cells.
+OOF_FAMILIES: tuple[str, ...] = ("oof_sample", "oof_fm", "oof_karplus")
+OOF_PAIRINGS: tuple[str, ...] = ("diff", "same")
 #: (model, setting) whose per-clip SI-SDR ranks clips as best / median / worst for listening.
 RANKING_MODEL: tuple[str, str] = ("si_umx_soft", "modern")

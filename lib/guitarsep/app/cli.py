@@ -69,6 +69,43 @@ def _cmd_evaluate(profile, args) -> int:
     return 0
 
 
+def _cmd_out_of_family(profile, args) -> int:
+    """The out-of-family clips: build them, score the profile's trained models of every
+    scenario, the shipped models and the references -> ``oof_scores.csv``/``oof_medians.csv``."""
+    from guitarsep.corpus.out_of_family import build_out_of_family
+    from guitarsep.evaluation.out_of_family import cell_medians, score_models
+    from guitarsep.models.checkpoint import load_model
+    from guitarsep.training.loop import load_trained
+    from guitarsep.vocabulary import ALL_SCENARIO_MODELS
+
+    t0 = time.perf_counter()
+    oof = build_out_of_family(profile, progress=not args.quiet)
+    models: dict = {}
+    for spec in profile.models:
+        if spec.key in ALL_SCENARIO_MODELS:
+            try:
+                models[spec.key] = load_trained(profile, spec)
+            except FileNotFoundError as err:
+                print(f"guitarsep: skipping {spec.key}: {err}", file=sys.stderr)
+    for name in args.shipped:
+        models[f"shipped-{name}"] = load_model(name)
+    models.update({ref: ref for ref in profile.eval.references})
+    scores = score_models(oof, models, mask=profile.mask, progress=not args.quiet)
+    out = profile.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out / "oof_scores.csv", index=False, float_format="%.4f")
+    cell_medians(scores).to_csv(out / "oof_medians.csv", index=False, float_format="%.3f")
+    print(cell_medians(scores).round(2).to_string(index=False))
+    print(f"{len(scores)} rows in {time.perf_counter() - t0:.0f} s -> {out / 'oof_scores.csv'}")
+    return 0
+
+
+def _add_oof_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shipped", nargs="*", default=["si_umx_soft"],
+                   help="shipped model names to score besides the profile's (default "
+                        "si_umx_soft)")
+
+
 def _read_scores(profile):
     """The profile's committed results table, or None (with a one-line hint) when missing."""
     import pandas as pd
@@ -402,6 +439,8 @@ PIPELINE_COMMANDS = {
     "build-corpus": ("render the synthetic two-guitar corpus", _cmd_build_corpus, None),
     "train": ("train the profile's models (or one of them)", _cmd_train, _add_train_arguments),
     "evaluate": ("separate the test clips, write the results table", _cmd_evaluate, None),
+    "evaluate-oof": ("score models on the out-of-family test clips (sound sources no "
+                     "training uses)", _cmd_out_of_family, _add_oof_arguments),
     "figures": ("redraw the figures from the committed results table", _cmd_figures, None),
     "demo-page": ("write the static listening page", _cmd_demo_page, None),
 }

@@ -18,6 +18,10 @@ Decisions (documented here and in 01_data.ipynb):
   appear). Part 1 shares one of part 0's timbres and draws the others anew, so a training
   remix can pair the two parts in the same timbre (``TrainConfig.p_same_timbre``) or in two
   different ones.
+- **Training variety** (``CorpusConfig.train_timbres = "variety"``, the ``ship`` profile):
+  every training rendering draws its own timbre (``corpus.variety``: any guitar program of
+  the two training soundfonts or our additive synthesis, with drawn effects), listed in
+  ``drawn_timbres.json``; validation and test clips keep the table's timbres.
 - **Test clips** (``clips_per_cell`` per scenario x combination): scenario ``seen`` = two
   different seen timbres; ``a`` = target seen, other unseen; ``b`` = target unseen, other
   seen; ``c`` = two different unseen timbres; ``d`` = one unseen timbre for both (ag+ag and
@@ -59,6 +63,7 @@ from guitarsep.corpus.layout import (MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_C
                                      clip_files, notes_file, stem_file)
 from guitarsep.corpus.render import render_part
 from guitarsep.corpus.timbres import load_timbres, timbre_table_hash
+from guitarsep.corpus.variety import draw_training_timbre, timbre_family
 from guitarsep.io import remove_stale_temporaries, write_audio, write_text_atomic
 from guitarsep.score import Notes, save_notes
 from guitarsep.vocabulary import COMBINATIONS, SCENARIO_COMBINATIONS, SCENARIOS
@@ -70,7 +75,7 @@ PREROLL_S = 2.0
 MIN_CLIP_NOTES = 4
 # what a rebuild with a new key deletes; "cache" holds data.py's arrays derived from the corpus
 _OWNED = ("pieces.csv", "renders.csv", "manifest.csv", "corpus.json", "build.json", "notes",
-          "stems", "clips", "cache")
+          "stems", "clips", "cache", "drawn_timbres.json")
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -97,37 +102,69 @@ def _ss(cfg, *ints) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(cfg.seed), *[int(i) for i in ints]])
 
 
-def _plan_renders(cfg, pieces: list[Piece], timbres: pd.DataFrame) -> list[dict]:
+def _plan_renders(cfg, pieces: list[Piece], timbres: pd.DataFrame
+                  ) -> tuple[list[dict], dict[str, dict]]:
+    """The train/valid renderings and the timbre specs drawn for them (``{}`` unless
+    ``cfg.train_timbres == "variety"``). A step of :func:`build_corpus` (01_data.ipynb)."""
     seen = timbres[timbres.pool == "seen"]
     fam_ids = {f: sorted(seen[seen.family == f].timbre_id) for f in ("ag", "eg")}
     n = int(cfg.renders_per_part)
-    rows = []
+    rows, drawn = [], {}
     for pi, piece in enumerate(pieces):
         if piece.split not in ("train", "valid"):
             continue
         rng = np.random.default_rng(_ss(cfg, 2, pi))
-        first = ["ag", "eg"][int(rng.integers(2))]
-        fams = [(["ag", "eg"] if first == "ag" else ["eg", "ag"])[k % 2] for k in range(n)]
-        chosen = []
+        if piece.split == "train" and cfg.train_timbres == "variety":
+            chosen = _draw_variety(rng, piece, n, drawn)
+        else:
+            chosen = _pick_table_timbres(rng, n, fam_ids)
         for part in (0, 1):
-            picks = []
-            keep = int(rng.integers(n)) if part == 1 else -1     # part 1 shares one timbre
-            for k, fam in enumerate(fams):
-                if k == keep:
-                    picks.append(chosen[0][k])
-                    continue
-                pool = [t for t in fam_ids[fam] if t not in picks]
-                picks.append(pool[int(rng.integers(len(pool)))])
-            chosen.append(picks)
-            for tid in picks:
+            for tid in chosen[part]:
                 rows.append(dict(piece_id=piece.piece_id, part=part, timbre_id=tid,
                                  split=piece.split,
                                  path=stem_file(piece.piece_id, part, tid)))
     df = pd.DataFrame(rows, columns=["piece_id", "part", "timbre_id", "split", "path"])
     meta = timbres.set_index("timbre_id")
-    df["family"] = df.timbre_id.map(meta.family)
-    df["pool"] = df.timbre_id.map(meta.pool)
-    return df[RENDERS_COLUMNS].to_dict("records")
+    df["family"] = df.timbre_id.map(lambda t: timbre_family(drawn[t]) if t in drawn
+                                    else meta.family[t])
+    df["pool"] = df.timbre_id.map(lambda t: "seen" if t in drawn else meta.pool[t])
+    return df[RENDERS_COLUMNS].to_dict("records"), drawn
+
+
+def _pick_table_timbres(rng, n: int, fam_ids: dict) -> list[list[str]]:
+    """``n`` seen table timbres per part, families alternating; part 1 shares one."""
+    first = ["ag", "eg"][int(rng.integers(2))]
+    fams = [(["ag", "eg"] if first == "ag" else ["eg", "ag"])[k % 2] for k in range(n)]
+    chosen = []
+    for part in (0, 1):
+        picks = []
+        keep = int(rng.integers(n)) if part == 1 else -1     # part 1 shares one timbre
+        for k, fam in enumerate(fams):
+            if k == keep:
+                picks.append(chosen[0][k])
+                continue
+            pool = [t for t in fam_ids[fam] if t not in picks]
+            picks.append(pool[int(rng.integers(len(pool)))])
+        chosen.append(picks)
+    return chosen
+
+
+def _draw_variety(rng, piece: Piece, n: int, drawn: dict) -> list[list[str]]:
+    """``n`` drawn timbres (``corpus.variety``) per part; part 1 shares one of part 0's, so
+    a remix can pair the parts in one timbre."""
+    chosen = []
+    for part in (0, 1):
+        keep = int(rng.integers(n)) if part == 1 else -1
+        picks = []
+        for k in range(n):
+            if k == keep:
+                picks.append(chosen[0][k])
+                continue
+            tid = f"v{piece.piece_id}p{part}r{k}"
+            drawn[tid] = draw_training_timbre(rng, tid)
+            picks.append(tid)
+        chosen.append(picks)
+    return chosen
 
 
 def _pick_timbres(rng, scenario: str, fam_t: str, fam_o: str, timbres: pd.DataFrame):
@@ -324,9 +361,11 @@ def build_corpus(profile: Profile, progress: bool = True, n_jobs: int | None = N
     timbres = load_timbres()
     pieces = compose_pieces(cfg)                              # 1. scores
     pieces_df = _write_scores(cfg, root, pieces)
-    renders = _plan_renders(cfg, pieces, timbres)             # 2. plans
+    renders, drawn = _plan_renders(cfg, pieces, timbres)      # 2. plans
     clips = _plan_clips(cfg, pieces, timbres)
-    tasks = _render_tasks(cfg, root, pieces, renders, clips, timbres)     # 3. render
+    if drawn:
+        write_text_atomic(root / "drawn_timbres.json", json.dumps(drawn, indent=0) + "\n")
+    tasks = _render_tasks(cfg, root, pieces, renders, clips, timbres, drawn)   # 3. render
     results = _run_tasks(tasks, _n_workers(cfg, n_jobs), progress,
                          desc=f"corpus {profile.name}")
     renders_df, manifest = _write_tables(root, pieces_df, renders, clips)  # 4. tables
@@ -378,10 +417,11 @@ def _write_scores(cfg, root: Path, pieces: list[Piece]) -> pd.DataFrame:
 
 
 def _render_tasks(cfg, root: Path, pieces: list[Piece], renders: list[dict], clips: list[dict],
-                  timbres: pd.DataFrame) -> list:
+                  timbres: pd.DataFrame, drawn: dict | None = None) -> list:
     """``(func, args)`` worker tasks: stems first (longest tasks first keeps both cores busy to
     the end), then clips. A step of :func:`build_corpus` (01_data.ipynb)."""
     tdict = {r.timbre_id: r._asdict() for r in timbres.itertuples(index=False)}
+    tdict.update(drawn or {})
     by_id = {pc.piece_id: pc for pc in pieces}
     sr, lufs = int(cfg.sr), float(cfg.target_lufs)
     tasks = [(_task_stem, (str(root), r["path"], by_id[r["piece_id"]].parts[r["part"]],

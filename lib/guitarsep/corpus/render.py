@@ -44,6 +44,7 @@ import os
 import numpy as np
 
 from guitarsep.corpus.timbres import apply_chain, soundfont_path
+from guitarsep.corpus.variety import perform
 
 __all__ = ["RenderError", "render_part", "synthesize", "loudness_db", "normalise_loudness",
            "BLOCK", "SILENCE_RMS", "PEAK_MAX"]
@@ -243,12 +244,25 @@ def _row_get(row, key):
     return row[key] if not hasattr(row, "get") else row.get(key)
 
 
+def _synthesize_procedural(notes, spec, source: str, sr: int, n_total: int) -> np.ndarray:
+    """Dry audio of a procedural timbre spec (``corpus.variety``: additive or karplus)."""
+    from guitarsep.corpus.synth import params_from_dict, render_additive, render_karplus
+
+    fn = {"additive": render_additive, "karplus": render_karplus}.get(source)
+    if fn is None:
+        raise RenderError(f"timbre {_row_get(spec, 'timbre_id')}: unknown source {source!r}")
+    params = params_from_dict(source, _row_get(spec, "synth"))
+    out = fn(notes, sr, params, n_total / sr, seed=int(_row_get(spec, "seed") or 0))
+    return np.ascontiguousarray(out[:n_total], dtype=np.float32)
+
+
 def render_part(notes, timbre_row, sr: int = 44100, *, duration: float | None = None,
                 skip: float = 0.0, target_lufs: float = -20.0, return_info: bool = False):
     """Render ``notes`` in a timbre: FluidSynth, effects chain, loudness, checks.
 
     ``timbre_row``: a row of ``timbres.load_timbres()`` (Series or dict with soundfont,
-    program, chain, timbre_id). ``duration``: output length in seconds measured from time 0
+    program, chain, timbre_id) or a drawn timbre spec of ``corpus.variety`` (``source``
+    soundfont/additive/karplus, ``effects`` instead of a chain name). ``duration``: output length in seconds measured from time 0
     (default: last offset + 1 s). ``skip``: seconds dropped at the start after the effects, so a
     clip can be rendered with a pre-roll (notes sounding into the clip and the reverb tail are
     right) and only the clip kept. Returns float32 mono ``(round((duration - skip) * sr),)``
@@ -256,13 +270,20 @@ def render_part(notes, timbre_row, sr: int = 44100, *, duration: float | None = 
     (dry_rms, gain, peak_scale). Raises :class:`RenderError` naming timbre and program.
     """
     tid = _row_get(timbre_row, "timbre_id") or "?"
+    source = _row_get(timbre_row, "source") or "soundfont"
     sf, prog, chain = (_row_get(timbre_row, k) for k in ("soundfont", "program", "chain"))
-    what = f"timbre {tid} ({sf}, program {prog}, chain {chain})"
+    chain = _row_get(timbre_row, "effects") if chain is None else chain
+    what = (f"timbre {tid} ({sf}, program {prog}, chain {chain if isinstance(chain, str) else 'drawn'})"
+            if source == "soundfont" else f"timbre {tid} ({source} synthesis)")
     if duration is None:
         duration = notes.duration + 1.0
+    notes = perform(notes, _row_get(timbre_row, "performance"))    # None: as written
     n_total = int(round(duration * sr))
     n_skip = int(round(skip * sr))
-    dry = synthesize(notes, sf, int(prog), sr, n_total, what=what)
+    if source == "soundfont":
+        dry = synthesize(notes, sf, int(prog), sr, n_total, what=what)
+    else:
+        dry = _synthesize_procedural(notes, timbre_row, source, sr, n_total)
     dry_rms = float(np.sqrt(np.mean(dry.astype(np.float64) ** 2))) if n_total else 0.0
     if dry_rms < SILENCE_RMS:
         raise RenderError(f"{what}: silent render (RMS {dry_rms:.2e} < {SILENCE_RMS:g}; "

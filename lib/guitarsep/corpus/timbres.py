@@ -153,13 +153,16 @@ def soundfont_path(name: str) -> str:
                             "install it or set GUITARSEP_SOUNDFONTS")
 
 
-def build_chain(chain: str):
-    """A fresh ``pedalboard.Pedalboard`` for a chain name (see :data:`CHAINS`)."""
+def build_chain(chain):
+    """A fresh ``pedalboard.Pedalboard`` for a chain name (see :data:`CHAINS`) or a spec
+    ``[[plugin class name, kwargs], ...]`` (``corpus.variety.draw_effects``)."""
     import pedalboard
-    if chain not in CHAINS:
-        raise ValueError(f"unknown effects chain {chain!r}; known: {sorted(CHAINS)}")
+    if isinstance(chain, str):
+        if chain not in CHAINS:
+            raise ValueError(f"unknown effects chain {chain!r}; known: {sorted(CHAINS)}")
+        chain = CHAINS[chain]
     plugins = []
-    for cls, kw in CHAINS[chain]:
+    for cls, kw in chain:
         kw = dict(kw)
         if cls == "LadderFilter" and isinstance(kw.get("mode"), str):   # enum kept as text
             kw["mode"] = getattr(pedalboard.LadderFilter.Mode, kw["mode"])
@@ -167,14 +170,15 @@ def build_chain(chain: str):
     return pedalboard.Pedalboard(plugins)
 
 
-def apply_chain(audio: np.ndarray, sr: int, chain: str) -> np.ndarray:
-    """``audio`` (float32 mono ``(n,)``) through an effects chain; same length, float32.
+def apply_chain(audio: np.ndarray, sr: int, chain) -> np.ndarray:
+    """``audio`` (float32 mono ``(n,)``) through an effects chain (a name or a spec list, see
+    :func:`build_chain`); same length, float32.
 
     Deterministic: a new board per call. The level going in matters for the drive of the
     distortions, so ``render.render_part`` feeds the chain a loudness-normalised dry signal.
     """
     x = np.ascontiguousarray(audio, dtype=np.float32)
-    if not CHAINS.get(chain, True):          # "clean": identity, skip pedalboard entirely
+    if not (CHAINS.get(chain, True) if isinstance(chain, str) else chain):   # no effects
         return x.copy()
     board = build_chain(chain)
     y = board(x[None, :], float(sr), reset=True)

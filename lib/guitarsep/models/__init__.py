@@ -20,6 +20,8 @@ name                    score_kind       network
 ``si_unet_soft``        soft             Jansson U-Net + score channel (:class:`unet.ScoreUNet`)
 ``si_unet_binary``      binary           same, binary mask
 ``si_cnn``              soft (+accomp)   Miron et al. CNN autoencoder (:class:`cnn.ScoreCNN`)
+``si_umx_prior``        soft (+accomp)   ours: Open-Unmix trunk correcting the score mask
+                                         (:class:`prior_umx.ScorePriorUnmix`; not the paper's)
 ======================  ===============  =====================================================
 
 ``build_model`` records ``model.name`` and ``model.hparams``, so a model file
@@ -36,11 +38,12 @@ from guitarsep.config import SETTINGS, StftSetting
 from guitarsep.models.base import SeparationModel, count_parameters
 from guitarsep.models.checkpoint import LoadedModel, export_model, load_model, save_checkpoint
 from guitarsep.models.cnn import ScoreCNN
+from guitarsep.models.prior_umx import ScorePriorUnmix
 from guitarsep.models.umx import OpenUnmix
 from guitarsep.models.unet import ScoreUNet
 
 __all__ = ["build_model", "MODEL_NAMES", "count_parameters", "hparams_for", "SeparationModel",
-           "OpenUnmix", "ScoreUNet", "ScoreCNN", "model_family", "LoadedModel", "load_model",
+           "OpenUnmix", "ScorePriorUnmix", "ScoreUNet", "ScoreCNN", "model_family", "LoadedModel", "load_model",
            "save_checkpoint", "export_model"]
 
 # name -> (class, score_kind)
@@ -51,6 +54,7 @@ _REGISTRY: dict[str, tuple[type[SeparationModel], str | None]] = {
     "si_unet_soft": (ScoreUNet, "soft"),
     "si_unet_binary": (ScoreUNet, "binary"),
     "si_cnn": (ScoreCNN, "soft"),
+    "si_umx_prior": (ScorePriorUnmix, "soft"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
@@ -58,7 +62,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 def model_family(name: str) -> str:
     """``"umx"``, ``"unet"`` or ``"cnn"`` for a registry name."""
     cls = _REGISTRY[_check_name(name)][0]
-    return {OpenUnmix: "umx", ScoreUNet: "unet", ScoreCNN: "cnn"}[cls]
+    return {OpenUnmix: "umx", ScorePriorUnmix: "umx", ScoreUNet: "unet", ScoreCNN: "cnn"}[cls]
 
 
 def _check_name(name: str) -> str:

@@ -54,7 +54,7 @@ class OpenUnmix(SeparationModel):
         if hidden_size % 2:
             raise ValueError("hidden_size must be even (BiLSTM uses hidden_size // 2 per direction)")
         nb = self.max_bin
-        n_in = nb * (1 if score_kind is None else 2)
+        n_in = self._n_inputs(nb)
         H = hidden_size
         self.hparams = dict(hidden_size=hidden_size, nb_layers=nb_layers, dropout=dropout)
         self.input_mean = nn.Parameter(torch.zeros(n_in))
@@ -70,15 +70,23 @@ class OpenUnmix(SeparationModel):
         self.output_scale = nn.Parameter(torch.ones(nb))
         self.output_mean = nn.Parameter(torch.ones(nb))
 
-    def estimate(self, mix: Tensor, score: Tensor | None, score_accomp: Tensor | None) -> Tensor:
-        """``mix (B, T, nb)``, ``score (B, T, nb) | None`` -> target magnitude ``(B, T, nb)``."""
-        x = concat_score(mix, score)                                   # (B, T, n_in)
+    def _n_inputs(self, nb: int) -> int:
+        """Input values per frame: ``|X|`` and, for SI models, ``score ⊙ |X|``."""
+        return nb * (1 if self.score_kind is None else 2)
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """The network proper: per-frame inputs ``(B, T, n_in)`` -> ``(B, T, nb)`` (before
+        the output scale and mean)."""
         x = (x + self.input_mean) * self.input_scale
         h = torch.tanh(apply_time_distributed(self.bn1, self.fc1(x)))    # (B, T, H)
         r, _ = self.lstm(h)                                            # (B, T, H)
         y = torch.cat([h, r], dim=-1)                                  # (B, T, 2H)
         y = torch.relu(apply_time_distributed(self.bn2, self.fc2(y)))  # (B, T, H)
-        y = apply_time_distributed(self.bn3, self.fc3(y))              # (B, T, nb)
+        return apply_time_distributed(self.bn3, self.fc3(y))           # (B, T, nb)
+
+    def estimate(self, mix: Tensor, score: Tensor | None, score_accomp: Tensor | None) -> Tensor:
+        """``mix (B, T, nb)``, ``score (B, T, nb) | None`` -> target magnitude ``(B, T, nb)``."""
+        y = self.trunk(concat_score(mix, score))                       # (B, T, nb)
         mask = torch.relu(y * self.output_scale + self.output_mean)
         return mask * mix
 

@@ -23,8 +23,9 @@ Decisions (documented here and in ``02_train``):
   the piece has one rendering per part in a shared timbre), otherwise two different timbres
   (falling back to any rendering only when the pool has no pair of distinct timbres).
 * Target part: 0 or 1 with equal probability. Gains: each stem independently times
-  ``10 ** (u / 20)``, ``u ~ U(-gain_db, +gain_db)``; the mixture is the sum of the scaled stems
-  and the target is the scaled target stem.
+  ``10 ** (u / 20)``, ``u ~ U(-gain_db, +gain_db)``, and both by ``10 ** (v / 20)``,
+  ``v ~ U(-level_db, +level_db)`` (absolute level; only drawn when ``level_db > 0``); the
+  mixture is the sum of the scaled stems and the target is the scaled target stem.
 * Chunks start on the hop grid (``start = k * hop``), so frame ``t`` of the chunk's
   ``center=True`` STFT is frame ``k + t`` of the piece, and the cached mask rows
   ``k : k + T`` (``T = N // hop + 1``) are exactly the chunk's score mask.
@@ -251,8 +252,11 @@ class RemixDataset(torch.utils.data.Dataset):
         gains = 10.0 ** (rng.uniform(-self.cfg.gain_db, self.cfg.gain_db, size=2) / 20.0)
         max_k = max(0, (int(src.lengths[pi]) - self.n_samples) // hop)
         k = int(rng.integers(max_k + 1))
+        # drawn last and only when asked for, so profiles without it keep their samples
+        level = (10.0 ** (rng.uniform(-self.cfg.level_db, self.cfg.level_db) / 20.0)
+                 if self.cfg.level_db > 0 else 1.0)
         return {"piece": pi, "timbres": (t0, t1), "target_part": target,
-                "gain_target": float(gains[0]), "gain_accomp": float(gains[1]),
+                "gain_target": float(gains[0] * level), "gain_accomp": float(gains[1] * level),
                 "start_frame": k, "start": k * hop}
 
     def sample(self, epoch: int, index: int) -> dict[str, np.ndarray]:

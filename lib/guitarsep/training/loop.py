@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from guitarsep.config import SETTINGS, ModelSpec, Profile, config_hash
 from guitarsep.io import write_json_atomic, write_text_atomic
@@ -195,6 +196,25 @@ def _forward(model, spec_tf, kind, batch: dict, device: torch.device):
         score, accomp = score_pair(kind, batch["m_target"].to(device, non_blocking=nb),
                                    batch["m_accomp"].to(device, non_blocking=nb))
     return model(mag, score, accomp), tmag, X
+
+
+def training_loss(kind: str, est: Tensor, tmag: Tensor, X: Tensor, target: Tensor,
+                  spec_tf) -> Tensor:
+    """The loss of a batch. ``"mse"``: magnitude MSE between ``est`` and ``tmag`` ``(B, T, F)``
+    (Open-Unmix, the paper). ``"sisdr"``: minus the mean SI-SDR (dB) of the waveform that
+    ``est`` gives with the mixture's phase (``X`` complex ``(B, T, F)``, inverse STFT),
+    against ``target (B, N)``: the metric we report, insensitive to the estimate's scale;
+    epsilons keep silent targets finite."""
+    if kind == "mse":
+        return F.mse_loss(est, tmag)
+    if kind != "sisdr":
+        raise ValueError(f"unknown loss {kind!r}; expected 'mse' or 'sisdr'")
+    wav = spec_tf.istft(torch.polar(est, X.angle()), length=target.shape[-1])   # (B, N)
+    eps = 1e-8
+    alpha = (wav * target).sum(-1, keepdim=True) / ((target ** 2).sum(-1, keepdim=True) + eps)
+    s = alpha * target
+    ratio = ((s ** 2).sum(-1) + eps) / (((s - wav) ** 2).sum(-1) + eps)
+    return -(10 * torch.log10(ratio)).mean()
 
 
 @torch.no_grad()
@@ -429,8 +449,8 @@ def _train_step(run: _Run, batch: dict, epoch: int, step: int) -> float:
     """One optimiser step on ``batch``; returns the global-batch loss."""
     cfg = run.profile.train
     torch.manual_seed(_step_seed(cfg.seed, run.dist.rank, epoch, step))
-    est, tmag, _ = _forward(run.model, run.spec_tf, run.kind, batch, run.device)
-    loss = F.mse_loss(est, tmag)
+    est, tmag, X = _forward(run.model, run.spec_tf, run.kind, batch, run.device)
+    loss = training_loss(cfg.loss, est, tmag, X, batch["target"].to(run.device), run.spec_tf)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip and cfg.grad_clip > 0:
@@ -442,14 +462,17 @@ def _train_step(run: _Run, batch: dict, epoch: int, step: int) -> float:
 
 
 def _validate_epoch(run: _Run) -> tuple[float, float]:
-    """``(validation loss, median validation SI-SDR)`` over every rank's clips."""
+    """``(validation loss, median validation SI-SDR)`` over every rank's clips. The loss is
+    the training loss's own measure: magnitude MSE, or minus the mean SI-SDR for ``"sisdr"``."""
     broadcast_buffers(run.model, run.dist)
     parts = run.dist.gather(validate(run.base, run.valid, run.spec_tf, run.kind, run.device,
                                      run.profile.train.valid_batch_clips,
                                      rank=run.dist.rank, world=run.dist.world))
     res = sorted(r for p in parts for r in p)
-    vloss = float(np.mean([r[1] for r in res]))
     sis = np.array([r[2] for r in res], dtype=float)
+    vloss = float(np.mean([r[1] for r in res]))
+    if run.profile.train.loss == "sisdr":
+        vloss = -float(np.nanmean(sis)) if np.isfinite(sis).any() else math.inf
     return vloss, float(np.nanmedian(sis)) if np.isfinite(sis).any() else float("nan")
 
 

@@ -1,0 +1,83 @@
+"""Scoring models on the out-of-family test clips (``corpus.out_of_family``) and on the
+corpus's test clips, for the shipped model, the ablations and the model card.
+
+Used by ``guitarsep evaluate --out-of-family``, ``scripts/ablations.py`` and
+03_evaluate.ipynb. Every model and reference goes through ``separation.separate_batch``, the
+path of every other table; only SI-SDR is computed (BSS Eval is the corpus evaluation's).
+
+The verdict the separator issue asks for, per cell (family x pairing): the model's median
+SI-SDR minus the score-only mask's median on the same clips, and the share of clips where
+the model beats the score-only mask (:func:`against_score_only`).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from guitarsep.config import SETTINGS, EvalConfig, MaskParams
+from guitarsep.evaluation.metrics import evaluate_clips
+
+__all__ = ["score_models", "cell_medians", "against_score_only"]
+
+
+def score_models(corpus, models: Mapping[str, object], *, mask: MaskParams,
+                 scenarios: tuple[str, ...] | None = None, split: str = "test",
+                 device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """Per-clip SI-SDR of every entry of ``models`` on the ``split`` clips of ``corpus``.
+
+    ``models``: label -> a ``models.LoadedModel`` (separated with its own mask parameters
+    and setting) or a reference name (``oracle_irm``, ``score_only``, ``mixture``; modern
+    setting, ``mask``). ``scenarios``: keep only these (default all). Returns the tidy table
+    of ``metrics.evaluate_clips`` with ``model`` = the label.
+    """
+    from guitarsep.separation import separate_batch
+
+    rows = corpus.clips(split=split)
+    if scenarios is not None:
+        rows = rows[rows.scenario.isin(scenarios)]
+    if rows.empty:
+        raise ValueError(f"{corpus.root}: no {split} clips in scenarios {scenarios}")
+    clips = [corpus.clip(c) for c in rows.clip_id]
+    frames = []
+    for label, entry in models.items():
+        if isinstance(entry, str):
+            model, setting, params = entry, SETTINGS["modern"], mask
+        else:
+            model, setting, params = entry.model, entry.setting, entry.mask
+        est = separate_batch(model, clips, setting, sr=corpus.sr, mask_params=params,
+                             device=device, progress=progress, desc=label)
+        items = (({"model": label, "setting": setting.name, "scenario": c.scenario,
+                   "combination": c.combination, "clip_id": c.clip_id,
+                   "target_timbre": c.target_timbre, "other_timbre": c.other_timbre},
+                  y, c.target, c.other) for c, y in est)
+        frames.append(evaluate_clips(items, EvalConfig(museval_clips_per_cell=0), sr=corpus.sr,
+                                     museval_ids=set(), progress=False, total=len(clips)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def cell_medians(scores: pd.DataFrame) -> pd.DataFrame:
+    """Median SI-SDR per (scenario, combination) cell and model: rows = cells, columns =
+    models, plus ``n`` (clips per cell)."""
+    med = scores.pivot_table(index=["scenario", "combination"], columns="model",
+                             values="si_sdr", aggfunc="median")
+    med["n"] = scores.groupby(["scenario", "combination"]).clip_id.nunique()
+    return med.reset_index()
+
+
+def against_score_only(scores: pd.DataFrame, model: str,
+                       reference: str = "score_only") -> pd.DataFrame:
+    """Per cell: ``model`` and ``reference`` medians, their difference (dB) and the share of
+    clips where ``model`` beats ``reference`` (paired by clip id)."""
+    wide = scores.pivot_table(index=["scenario", "combination", "clip_id"], columns="model",
+                              values="si_sdr")
+    diff = wide[model] - wide[reference]
+    g = wide.assign(diff=diff).groupby(level=["scenario", "combination"])
+    out = pd.DataFrame({
+        "model_median": g[model].median(), "reference_median": g[reference].median(),
+        "gain_db": g[model].median() - g[reference].median(),
+        "share_better": g["diff"].apply(lambda d: float(np.mean(d > 0))),
+        "n": g[model].count(),
+    })
+    return out.reset_index()

@@ -1,0 +1,144 @@
+"""The pieces of the separator that generalises: drawn training timbres, held-out test
+families, the score-prior network, the SI-SDR loss and the out-of-family scoring."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from guitarsep.config import SETTINGS, load_profile
+from guitarsep.corpus.variety import (HELD_OUT, TRAINING_SOUNDFONTS, draw_held_out_timbre,
+                                      draw_training_timbre)
+from guitarsep.models import build_model
+from guitarsep.models.frontend import Spectrogram, score_pair
+from guitarsep.training.loop import training_loss
+from guitarsep.vocabulary import OOF_FAMILIES
+
+
+def test_held_out_families_are_never_drawn_for_training():
+    assert tuple(HELD_OUT) == OOF_FAMILIES
+    held_fonts = {sf for _, sf in HELD_OUT.values() if sf}
+    assert not held_fonts & set(TRAINING_SOUNDFONTS)
+    rng = np.random.default_rng(0)
+    specs = [draw_training_timbre(rng, f"t{i}") for i in range(400)]
+    sources = {s["source"] for s in specs}
+    assert sources == {"soundfont", "additive"}            # never karplus
+    assert {s["soundfont"] for s in specs if s["source"] == "soundfont"} == set(TRAINING_SOUNDFONTS)
+    assert {s["program"] for s in specs if s["source"] == "soundfont"} == set(range(24, 32))
+    plugins = {fx[0] for s in specs for fx in s["effects"]}
+    # the corpus's unseen-only chains stay unheard in training
+    assert not plugins & {"Phaser", "Delay", "LadderFilter", "Clipping"}
+    for fam in OOF_FAMILIES:
+        s = draw_held_out_timbre(rng, fam, "x")
+        assert s["source"] == HELD_OUT[fam][0]
+    with pytest.raises(ValueError, match="unknown test family"):
+        draw_held_out_timbre(rng, "nope", "x")
+
+
+def _inputs(T=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, T, 2049, generator=g)
+    mt = torch.rand(2, T, 2049, generator=g) > 0.7
+    ma = torch.rand(2, T, 2049, generator=g) > 0.7
+    return x, mt, ma
+
+
+def test_score_prior_network_starts_at_the_score_mask():
+    """Untrained, si_umx_prior returns sigmoid(4 (S_t - S_a)) |X|: the score mask as prior."""
+    torch.manual_seed(0)
+    model = build_model("si_umx_prior", SETTINGS["modern"], hidden_size=16).eval()
+    assert model.uses_accomp and model.score_kind == "soft"
+    x, mt, ma = _inputs()
+    s, sa = score_pair("soft", mt, ma)
+    y = model(x, s, sa)
+    nb = SETTINGS["modern"].max_bin
+    want = torch.sigmoid(4 * (s - sa))[..., :nb] * x[..., :nb]
+    assert torch.allclose(y[..., :nb], want, atol=1e-6)
+    assert (y[..., nb:] == 0).all()
+    # and it learns: one step moves the output
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    loss = ((model(x, s, sa) - x * mt) ** 2).mean()
+    loss.backward()
+    opt.step()
+    model.eval()
+    assert not torch.allclose(model(x, s, sa), y)
+
+
+def test_score_prior_network_is_level_free_in_its_frame_features():
+    model = build_model("si_umx_prior", SETTINGS["modern"], hidden_size=16).eval()
+    x, mt, ma = _inputs()
+    s, sa = score_pair("soft", mt, ma)
+    nb = model.max_bin
+    x = x + 0.5            # magnitudes well above the log floor (1e-5)
+    f1 = model.features(x[..., :nb], s[..., :nb], sa[..., :nb])
+    f2 = model.features(10 * x[..., :nb], s[..., :nb], sa[..., :nb])
+    assert torch.allclose(f1[..., :nb], f2[..., :nb], atol=1e-3)     # per-frame normalised
+
+
+def test_sisdr_loss_is_minus_si_sdr_and_scale_free():
+    from guitarsep.evaluation.metrics import si_sdr
+
+    st = SETTINGS["modern"]
+    spec = Spectrogram(st)
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(2, 16 * st.hop, generator=g)
+    mix = target + 0.5 * torch.randn(2, 16 * st.hop, generator=g)
+    X, T = spec(mix), spec(target)
+    est = (T.abs() * 0.9).requires_grad_()
+    loss = training_loss("sisdr", est, T.abs(), X, target, spec)
+    wav = spec.istft(torch.polar(est.detach(), X.angle()), length=target.shape[-1])
+    want = -np.mean([si_sdr(wav[i].numpy(), target[i].numpy()) for i in range(2)])
+    assert float(loss.detach()) == pytest.approx(want, abs=1e-2)
+    loss.backward()
+    assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+    loss2 = training_loss("sisdr", 3 * est.detach(), T.abs(), X, target, spec)
+    assert float(loss2.detach()) == pytest.approx(float(loss.detach()), abs=1e-3)
+    with pytest.raises(ValueError, match="unknown loss"):
+        training_loss("l1", est, T.abs(), X, target, spec)
+
+
+def test_ship_profile_uses_the_default_test_clips_and_variety():
+    d, s = load_profile("default"), load_profile("ship")
+    assert s.corpus.seed == d.corpus.seed and s.corpus.counts("n_generated")["test"] == \
+        d.corpus.counts("n_generated")["test"]
+    assert s.corpus.clips_per_cell == d.corpus.clips_per_cell
+    assert s.corpus.n_music21 == d.corpus.n_music21
+    assert s.corpus.train_timbres == "variety" and d.corpus.train_timbres == "table"
+    assert [m.name for m in s.models] == ["si_umx_prior"]
+
+
+def test_out_of_family_set_builds_and_scores_on_smoke(smoke_profile):
+    from guitarsep.corpus.out_of_family import build_out_of_family
+    from guitarsep.evaluation.out_of_family import against_score_only, score_models
+
+    oof = build_out_of_family(smoke_profile, progress=False)
+    rows = oof.clips(split="test")
+    cells = set(zip(rows.scenario, rows.combination))
+    assert cells == {(f, p) for f in OOF_FAMILIES for p in ("diff", "same")}
+    same = rows[rows.combination == "same"]
+    assert (same.target_timbre == same.other_timbre).all()
+    diff = rows[rows.combination == "diff"]
+    assert (diff.target_timbre != diff.other_timbre).all()
+    clip = oof.clip(rows.clip_id.iloc[0])
+    assert clip.target.std() > 1e-4 and clip.other.std() > 1e-4
+    assert build_out_of_family(smoke_profile, progress=False).root == oof.root   # cached
+    scores = score_models(oof, {"oracle_irm": "oracle_irm", "score_only": "score_only"},
+                          mask=smoke_profile.mask, progress=False)
+    verdict = against_score_only(scores, "oracle_irm")
+    assert len(verdict) == 6
+    assert (verdict.gain_db > 0).all()       # the oracle beats the score mask in every cell
+
+
+def test_performance_departs_from_the_score_but_keeps_its_notes():
+    from guitarsep.corpus.variety import draw_performance, perform
+    from guitarsep.score.notes import Notes
+
+    chord = Notes.from_arrays([1.0, 1.0, 1.0, 2.0], [1.5, 1.5, 1.5, 2.5], [40, 45, 50, 60])
+    perf = dict(draw_performance(np.random.default_rng(3)), jitter_s=0.0, strum_s=0.01)
+    played = perform(chord, perf)
+    assert len(played) == 4 and sorted(played.pitch) == sorted(chord.pitch)
+    strum = np.sort(played.onset[played.pitch < 60])
+    assert np.allclose(np.diff(strum), 0.01)                 # one string after another
+    assert perform(chord, perf) == played                    # seeded
+    assert perform(chord, None) is chord
