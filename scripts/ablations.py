@@ -72,8 +72,8 @@ def table(scores: pd.DataFrame, records: dict) -> str:
     lines = ["| variant | what changed | valid SI-SDR | OOF median | over score-only "
              "(median of per-clip gains) | clips better | per cell (diff / same) | s/step |",
              "|---|---|---|---|---|---|---|---|"]
-    for label in [c for c in wide.columns if c not in ("score_only", "oracle_irm", "mixture")]
-             + ["score_only", "oracle_irm"]:
+    labels = [c for c in wide.columns if c not in ("score_only", "oracle_irm", "mixture")]
+    for label in labels + ["score_only", "oracle_irm"]:
         col = wide[label]
         gain = (col - ref)
         cells = col.groupby(level=["scenario", "combination"]).median()

@@ -360,7 +360,7 @@ def _paper(root: Path) -> Profile:
 
 
 def _ship(root: Path) -> Profile:
-    # The shipped model (docs/model_card.md): the default corpus's validation and test clips
+    # The shipped model (its card: lib/guitarsep/resources/si_umx_prior.md): the default corpus's validation and test clips
     # (same seed, same counts: identical clips) and twice its training pieces, every training
     # rendering in its own drawn timbre (corpus.variety); the score-prior network. Budget: one
     # resumable run of about an hour on 2 CPU cores (or minutes on a GPU).
@@ -368,7 +368,7 @@ def _ship(root: Path) -> Profile:
         name="ship", root=root, seed=1234,
         corpus=CorpusConfig(n_generated=(("train", 88), ("valid", 6), ("test", 12)),
                             renders_per_part=3, train_timbres="variety"),
-        train=TrainConfig(epochs=40, steps_per_epoch=500, patience=100, lr_schedule="cosine",
+        train=TrainConfig(epochs=20, steps_per_epoch=500, patience=100, lr_schedule="cosine",
                           gain_db=5.0, level_db=20.0, p_same_timbre=0.3, loss="sisdr"),
         eval=EvalConfig(museval_clips_per_cell=0),
         models=(ModelSpec("si_umx_prior", "modern"),),

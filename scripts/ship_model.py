@@ -1,0 +1,160 @@
+"""Ship the ``ship`` profile's model: export it, score it on every test cell, write its card.
+
+1. ``best.pt`` of the ship run -> ``lib/guitarsep/resources/si_umx_prior.pt`` (float16
+   weights, provenance sidecar), the model ``guitarsep separate`` uses by default;
+2. the exported file, the model it replaces (``si_umx_soft``), the score-only mask and the
+   oracle are scored (SI-SDR) on the ship corpus's test clips (seen, a-d, identical to the
+   default corpus's) and on the out-of-family clips -> ``data/results/ship/card_scores.csv``;
+3. the model card ``lib/guitarsep/resources/si_umx_prior.md``: data, training, medians per
+   cell beside the score-only mask and the oracle, the issue's verdict per out-of-family cell.
+
+    guitarsep train --profile ship && python scripts/ship_model.py [--skip-export]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from guitarsep import RESOURCES
+from guitarsep.config import load_profile
+from guitarsep.corpus import load_corpus
+from guitarsep.corpus.out_of_family import build_out_of_family
+from guitarsep.corpus.variety import HELD_OUT, timbre_family
+from guitarsep.evaluation.out_of_family import against_score_only, score_models
+from guitarsep.models.checkpoint import export_model, load_model
+from guitarsep.training.loop import run_dir
+
+NAME = "si_umx_prior"
+BEFORE = "si_umx_soft"
+RUN_KEYS = ("best_epoch", "best_valid_loss", "best_valid_si_sdr", "config_hash", "device",
+            "epochs", "key", "steps", "wall_s", "git_commit", "params")
+
+
+def export(profile, out_dir: Path) -> dict:
+    spec = profile.models[0]
+    rd = run_dir(profile, spec)
+    run = json.loads((rd / "run.json").read_text())
+    prov = {"profile": profile.name, "commit": run.get("git_commit"),
+            "source": f"data/{profile.name}/models/{spec.key}/best.pt (guitarsep train "
+                      f"--profile {profile.name})",
+            "stored_as": "float16 weights (loaded back as float32)",
+            "training_run": {k: run.get(k) for k in RUN_KEYS}}
+    return export_model(rd / "best.pt", out_dir / f"{NAME}.pt", prov, dtype="float16")
+
+
+def score_everything(profile, model_path: Path) -> pd.DataFrame:
+    models = {f"shipped-{NAME}": load_model(model_path), f"before-{BEFORE}": load_model(BEFORE),
+              "score_only": "score_only", "oracle_irm": "oracle_irm"}
+    frames = [score_models(c, models, mask=profile.mask)
+              for c in (load_corpus(profile), build_out_of_family(profile))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def data_summary(profile) -> list[str]:
+    corpus = load_corpus(profile)
+    pieces = pd.read_csv(corpus.root / "pieces.csv").set_index("piece_id")
+    renders = pd.read_csv(corpus.root / "renders.csv")
+    drawn = json.loads((corpus.root / "drawn_timbres.json").read_text())
+    lines = []
+    for split in ("train", "valid"):
+        r = renders[renders.split == split]
+        hours = float(pieces.loc[r.piece_id, "duration"].sum()) / 3600
+        used = [drawn[t] for t in r.timbre_id.unique() if t in drawn]
+        fam = Counter(timbre_family(s) if s["source"] == "soundfont" else s["source"]
+                      for s in used)
+        fonts = sorted({s["soundfont"] for s in used if s["source"] == "soundfont"})
+        lines.append(f"- **{split}**: {r.piece_id.nunique()} pieces, {len(r)} part renderings, "
+                     f"{hours:.1f} h of rendered parts; {len(used)} drawn timbres "
+                     f"({', '.join(f'{k} {v}' for k, v in sorted(fam.items()))}); soundfonts "
+                     f"{', '.join(fonts)} (all guitar programs 24-31); effects drawn per "
+                     "rendering; playing departs from the score (`corpus.variety.perform`).")
+    held = ", ".join(f"`{k}` ({src}{', ' + sf if sf else ''})" for k, (src, sf) in HELD_OUT.items())
+    lines.append(f"- **held out of training** (out-of-family test): {held}; MuseScore General "
+                 "(the corpus's unseen pool, scenarios c/d) is not trained on either.")
+    return lines
+
+
+def cell_table(scores: pd.DataFrame) -> list[str]:
+    cols = [f"shipped-{NAME}", f"before-{BEFORE}", "score_only", "oracle_irm"]
+    med = scores.pivot_table(index=["scenario", "combination"], columns="model",
+                             values="si_sdr", aggfunc="median")
+    n = scores.groupby(["scenario", "combination"]).clip_id.nunique()
+    lines = ["| scenario | cell | clips | " + " | ".join(cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for (s, c), row in med.iterrows():
+        lines.append(f"| {s} | {c} | {n[(s, c)]} | "
+                     + " | ".join(f"{row[m]:.2f}" for m in cols) + " |")
+    corpus = scores[~scores.scenario.str.startswith("oof_")]
+    all_med = corpus.groupby("model").si_sdr.median()
+    lines.append(f"| corpus test (seen, a-d) | all | {corpus.clip_id.nunique()} | "
+                 + " | ".join(f"**{all_med[m]:.2f}**" for m in cols) + " |")
+    return lines
+
+
+def verdict_table(scores: pd.DataFrame) -> list[str]:
+    oof = scores[scores.scenario.str.startswith("oof_")]
+    v = against_score_only(oof, f"shipped-{NAME}")
+    lines = ["| family | cell | model | score-only | gain (target >= 3 dB) | clips better "
+             "(target >= 90 %) |", "|---|---|---|---|---|---|"]
+    for (s, c), r in v.iterrows():
+        lines.append(f"| {s} | {c} | {r.model_median:.2f} | {r.reference_median:.2f} | "
+                     f"{r.gain_db:+.2f} | {r.share_better:.0%} |")
+    return lines
+
+
+def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict | None
+               ) -> None:
+    run = side.get("training_run", {})
+    text = [f"# Model card: `{NAME}` (shipped, default of `guitarsep separate`)", "",
+            "The score-prior SI-Open-Unmix (`guitarsep.models.prior_umx`): log-compressed, "
+            "per-frame-normalised mixture features and both parts' soft score masks in, a "
+            "correction of the soft score mask out. Trained by `guitarsep train --profile ship`, "
+            "exported and scored by `scripts/ship_model.py` (this file is its output).", "",
+            "## Data", *data_summary(profile), "",
+            "## Training",
+            f"- {run.get('steps')} steps ({run.get('epochs')} epochs), best epoch "
+            f"{run.get('best_epoch')}, validation SI-SDR {run.get('best_valid_si_sdr', 0):.2f} dB;"
+            f" loss: SI-SDR of the waveform (inverse STFT of the masked mixture); absolute level "
+            f"+-{profile.train.level_db:g} dB, relative +-{profile.train.gain_db:g} dB, "
+            f"same-timbre pairs {profile.train.p_same_timbre:.0%}.",
+            f"- wall time {run.get('wall_s', 0) / 60:.0f} min on {run.get('device')}; "
+            f"{run.get('params')} parameters; file {side['size_bytes'] / 1e6:.1f} MB "
+            f"({side['dtype']}), sha256 {side['sha256'][:12]}; commit {side.get('commit')}.",
+            "", "## Test medians (SI-SDR, dB)", "",
+            "Corpus test clips (scenarios seen, a-d; the default corpus's, identical) and the "
+            "out-of-family families (sound sources no training clip uses). `before` is the model "
+            "this one replaced (trained on the default corpus's three GM soundfonts).", "",
+            *cell_table(scores), "", "## Against the score-only mask, out of family", "",
+            *verdict_table(scores), ""]
+    if bench:
+        text += ["## Speed (`scripts/bench_separate.py`)", "",
+                 f"{bench['audio_s'] / 60:.0f} min stereo {bench['sr']} Hz: "
+                 f"{bench['wall_s']:.0f} s wall ({bench['audio_s'] / bench['wall_s']:.0f}x real "
+                 f"time), peak memory {bench['peak_rss_bytes'] / 2**30:.2f} GiB.", ""]
+    out.write_text("\n".join(text))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-export", action="store_true", help="score the file already shipped")
+    ap.add_argument("--bench", default=None, help="JSON printed by scripts/bench_separate.py")
+    args = ap.parse_args(argv)
+    profile = load_profile("ship")
+    path = RESOURCES / f"{NAME}.pt"
+    side = (json.loads(path.with_suffix(".json").read_text()) if args.skip_export
+            else export(profile, RESOURCES))
+    scores = score_everything(profile, path)
+    profile.results_dir.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(profile.results_dir / "card_scores.csv", index=False, float_format="%.4f")
+    bench = json.loads(Path(args.bench).read_text()) if args.bench else None
+    write_card(profile, side, scores, RESOURCES / f"{NAME}.md", bench)
+    print((RESOURCES / f"{NAME}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
