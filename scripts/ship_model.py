@@ -21,7 +21,7 @@ import pandas as pd
 
 from guitarsep import RESOURCES
 from guitarsep.config import load_profile
-from guitarsep.corpus import load_corpus
+from guitarsep.corpus import build_corpus, load_corpus
 from guitarsep.corpus.out_of_family import build_out_of_family
 from guitarsep.corpus.variety import HELD_OUT, timbre_family
 from guitarsep.evaluation.out_of_family import against_score_only, score_models
@@ -50,7 +50,7 @@ def score_everything(profile, model_path: Path) -> pd.DataFrame:
     models = {f"shipped-{NAME}": load_model(model_path), f"before-{BEFORE}": load_model(BEFORE),
               "score_only": "score_only", "oracle_irm": "oracle_irm"}
     frames = [score_models(c, models, mask=profile.mask)
-              for c in (load_corpus(profile), build_out_of_family(profile))]
+              for c in (build_corpus(profile), build_out_of_family(profile))]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -19,6 +19,7 @@ import guitarsep.corpus as C
 from guitarsep.corpus import build as K
 from guitarsep.corpus import compose, render
 from guitarsep.corpus import timbres as T
+from guitarsep.corpus.timbres import timbre_sides
 from guitarsep.corpus.layout import MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_COLUMNS
 from guitarsep.config import load_profile
 from guitarsep.score import Notes
@@ -124,6 +125,13 @@ def test_scenario_rules(smoke_corpus):
             assert r.combination in ("ag+ag", "eg+eg")
         families = sorted([fam[r.target_timbre], fam[r.other_timbre]])
         assert "+".join(families) == r.combination
+    # the blind model's fixed roles: a seen target is from the target side, a seen other
+    # guitar from the other side, in every test scenario (validation clips draw from all)
+    sides = timbre_sides(smoke_corpus.timbres)
+    test = m[m.split == "test"]
+    for r in test.itertuples(index=False):
+        assert sides.get(r.target_timbre, "target") == "target", r.clip_id
+        assert sides.get(r.other_timbre, "other") == "other", r.clip_id
     # ag+eg: the target is acoustic in some clips and electric in others
     mixed = m[(m.combination == "ag+eg") & (m.scenario != "valid")]
     assert set(mixed.target_timbre.map(fam)) == {"ag", "eg"}

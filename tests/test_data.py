@@ -141,6 +141,26 @@ def test_same_timbre_probability(source, smoke_profile, setting):
             assert d["timbres"][0] != d["timbres"][1]
 
 
+def test_blind_sides_convention(source, smoke_corpus, smoke_profile, setting):
+    """The blind model's remixes: target from the target side, the other guitar from the other
+    side, every draw; the score-informed draws are untouched by the option."""
+    from guitarsep.corpus.timbres import timbre_sides
+    sides = timbre_sides(smoke_corpus.timbres)
+    cfg = smoke_profile.train
+    blind = RemixDataset(source, setting, cfg, sides=sides)
+    free = RemixDataset(source, setting, cfg)
+    seen_sides = set()
+    for i in range(40):
+        d = blind.draw(0, i)
+        tp = d["target_part"]
+        assert sides[d["timbres"][tp]] == "target" and sides[d["timbres"][1 - tp]] == "other"
+        seen_sides.add(tp)
+    assert seen_sides == {0, 1}
+    assert free.draw(0, 5) == RemixDataset(source, setting, cfg).draw(0, 5)
+    with pytest.raises(ValueError, match="target-side"):
+        RemixDataset(source, setting, cfg, sides={})
+
+
 def test_valid_clips(smoke_corpus, smoke_profile, setting):
     v = ValidClips(smoke_corpus, setting, smoke_profile.mask)
     man = smoke_corpus.manifest

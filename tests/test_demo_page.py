@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import headless_chromium
 import soundfile as sf
@@ -46,10 +47,15 @@ def _fake_figures(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def page(smoke_profile, smoke_corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
+    from guitarsep.corpus.out_of_family import build_out_of_family
+
     scores = fake_scores(smoke_corpus)
+    oof = build_out_of_family(smoke_profile, progress=False)
+    general = fake_scores(oof, seed=1)
     index = write_demo_page(smoke_profile, smoke_corpus, scores, tmp / "demo", tiny_models(),
-                            figures_dir=_fake_figures(tmp / "figures"))
-    return index, scores
+                            figures_dir=_fake_figures(tmp / "figures"),
+                            out_of_family=(oof, general))
+    return index, pd.concat([scores, general], ignore_index=True)
 
 
 def _audio_srcs(text: str) -> list[str]:
@@ -80,12 +86,20 @@ def test_page_files(page, smoke_corpus):
     for ref in re.findall(r'(?:src|href)="([^"]*)"', text):
         assert not re.match(r"^(https?:)?//", ref), ref
     assert "<script" not in text.lower() and "@import" not in text
-    # every clip: mixture, target and one estimate per model, as decodable Ogg Vorbis
+    # every clip: mixture, target and one estimate per model, as decodable Ogg Vorbis; the
+    # corpus's clips first, then the out-of-family ones (best / median / worst per family)
     chosen = select_demo_clips(scores)
     assert [c["clip_id"] for c in info["clips"]] == list(chosen.clip_id)
+    assert {c["scenario"] for c in info["clips"]} >= {"seen", "oof_sample", "oof_fm",
+                                                      "oof_karplus"}
+    # one picture per clip (mixture, estimate, target with the notes), in the page
+    for rec in info["clips"]:
+        pic = rec["picture"]
+        assert (out / pic["file"]).stat().st_size > 5_000 and f'src="{pic["file"]}"' in text
+        assert pic["size"][0] == 640 and pic["model"] == "soft"
     srcs = _audio_srcs(text)
     assert len(srcs) == len(chosen) * (2 + len(MODELS))
-    durations = smoke_corpus.manifest.set_index("clip_id").duration_s
+    durations = {c["clip_id"]: c["duration_s"] for c in info["clips"]}
     for rec in info["clips"]:
         assert [f["signal"] for f in rec["files"]] == ["mixture", "target", *MODELS]
         for f in rec["files"]:
@@ -231,6 +245,8 @@ def test_page_in_headless_chromium(page, tmp_path):
     bad = [a for a in audio if a["error"] or a["ready"] < 1
            or not abs(a["duration"] - a["expected"]) <= 0.1]
     assert not bad, bad
-    assert len(images) == len(FIGURE_NAMES)
+    # every image loads: the figures and one picture per clip
+    assert len(images) == len(FIGURE_NAMES) + len(json.loads(
+        (index.parent / "demo.json").read_text())["clips"])
     assert all(done and width > 0 for _, done, width in images), images
     assert shot.stat().st_size > 10_000

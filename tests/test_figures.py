@@ -158,3 +158,36 @@ def test_summary_links_method_doc(tmp_path, monkeypatch):
     assert "](../docs/method.md#the-papers-figures-and-numbers)" in text
     assert text.split("\n\n", 2)[2] == S.summary_markdown(
         df, n_boot=10, method_doc="../docs/method.md")
+
+
+def test_generalization_figure_counts_every_family(tmp_path):
+    """generalization.png: corpus rows from scores.csv, out-of-family rows and the shipped
+    model's rows from the generalization table; counts per family come from the data."""
+    scores = results(ALL)
+    oof = results({"modern": ["si_umx_soft", "si_umx_binary", "umx_blind", "shipped-si_umx_prior",
+                              "score_only", "oracle_irm", "mixture"]},
+                  scenarios=("seen",), n=4, seed=1)
+    general = pd.concat([oof.assign(scenario=fam, combination=pair)
+                         for fam in ("oof_sample", "oof_fm", "oof_karplus")
+                         for pair in ("diff",)], ignore_index=True)
+    shipped_corpus = results({"modern": ["shipped-si_umx_prior"]}, n=3, seed=2)
+    general = pd.concat([general, shipped_corpus], ignore_index=True)
+    frame = F.generalization_frame(scores, general)
+    assert "mixture" not in set(frame.model) and "si_unet_soft" not in set(frame.model)
+    assert set(frame.family) == {"seen", "unseen soundfont", "csound samples", "OPL3 FM",
+                                 "Karplus-Strong"}
+    fig = F.plot_generalization(scores, general)
+    F.save_figure(fig, tmp_path / "generalization.png", {"profile": "test"})
+    meta = json.loads((tmp_path / "generalization.json").read_text())
+    n = meta["n_clips"]
+    # seen: 3 combinations x 6 clips from scores.csv; shipped: 3 x 3 from its corpus rows
+    assert n["Soft"]["seen"] == 18 and n["Shipped (score prior)"]["seen"] == 9
+    # unseen soundfont = scenarios c (3 combinations) + d (2): 5 x 6 clips
+    assert n["Blind"]["unseen soundfont"] == 30
+    assert n["Oracle ratio mask"]["OPL3 FM"] == 3 * 4
+    # write_figures draws it only when the table is given
+    paths = F.write_figures(scores, tmp_path / "w", {"profile": "test"}, n_boot=50)
+    assert "generalization" not in paths
+    paths = F.write_figures(scores, tmp_path / "w", {"profile": "test"}, n_boot=50,
+                            general=general)
+    assert paths["generalization"].is_file()

@@ -328,14 +328,15 @@ def _default(root: Path) -> Profile:
         # (modern) / 0.05 s (low_res); U-Net 0.44 s / 0.18 s; CNN 0.06 s (low_res); a
         # validation pass over the 24 validation clips costs 2-5 s. Decisions, measured on
         # the validation clips: SI-UMX soft/binary get 1.5 x 2,700 steps (1.0 x: +2.0 dB over
-        # the score mask alone, 1.5 x: +2.4 dB); blind UMX 0.5 x (its validation loss is flat
-        # from epoch 4: without a score it has no cue which guitar is the target); the
+        # the score mask alone, 1.5 x: +2.4 dB); blind UMX 1.0 x (its only cue is the target
+        # convention, corpus.timbres.timbre_sides; at 0.5 x, before the convention, its
+        # validation loss was flat from epoch 4); the
         # slower models train in 5 longer epochs (fewer validation passes, same step count
         # for low_res, fewer steps for the modern U-Nets than the UMX models).
         train=TrainConfig(epochs=15, steps_per_epoch=180, patience=6, lr_schedule="cosine"),
         eval=EvalConfig(museval_clips_per_cell=5),
         models=figure_models(
-            {"modern-si_umx_soft": 1.5, "modern-si_umx_binary": 1.5, "modern-umx_blind": 0.5,
+            {"modern-si_umx_soft": 1.5, "modern-si_umx_binary": 1.5, "modern-umx_blind": 1.0,
              "modern-si_unet_soft": 0.42, "modern-si_unet_binary": 0.42,
              "low_res-si_umx_soft": 1.5, "low_res-si_unet_soft": 0.5, "low_res-si_cnn": 1.5},
             epochs={"modern-si_unet_soft": 5, "modern-si_unet_binary": 5,

@@ -84,6 +84,37 @@ def plot_spectrogram_with_masks(mag: np.ndarray, m_target: np.ndarray, m_accomp:
     return fig
 
 
+def plot_spectrogram_with_notes(mag: np.ndarray, notes, *, sr: int, n_fft: int, hop: int,
+                                fmax: float = 2000.0, title: str = "", ax=None):
+    """Log-magnitude spectrogram with ``notes`` (a ``score.Notes``) drawn as a piano roll on
+    the frequency axis: one line per note at its fundamental, from onset to offset.
+
+    ``mag``: (frames, bins). Used by the listening page (``app.demo_page``) and 05_listen.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(12, 3), constrained_layout=True)
+    else:
+        fig = ax.figure
+    fmin = 60.0
+    freqs = np.arange(mag.shape[1]) * sr / n_fft
+    keep = (freqs >= fmin * 0.9) & (freqs <= fmax * 1.1)
+    times = np.arange(mag.shape[0]) * hop / sr
+    db = librosa.amplitude_to_db(np.asarray(mag)[:, keep].T, ref=np.max, top_db=70)
+    # a log-frequency axis, so every octave of the guitar gets the same height
+    ax.pcolormesh(times, freqs[keep], db, cmap="gray_r", shading="nearest", rasterized=True)
+    ax.set_yscale("log")
+    f0 = librosa.midi_to_hz(np.asarray(notes.pitch, dtype=float))
+    ax.hlines(f0, notes.onset, notes.offset, colors="tab:red", linewidths=2.0, alpha=0.6)
+    ax.set_ylim(fmin, fmax)
+    ax.set_xlim(times[0], times[-1])
+    octaves = [f for f in librosa.midi_to_hz(np.arange(28, 100, 12)) if fmin <= f <= fmax]
+    ax.set_yticks(octaves, [librosa.hz_to_note(f) for f in octaves])
+    ax.minorticks_off()
+    if title:
+        ax.set_title(title, loc="left", fontsize=10)
+    return fig
+
+
 def plot_training_curves(logs):
     """Training loss, validation loss and validation SI-SDR per epoch, one line per model.
 

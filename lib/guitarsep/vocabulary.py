@@ -9,7 +9,8 @@ from __future__ import annotations
 __all__ = ["COMBINATIONS", "SCENARIOS", "UNSEEN_SCENARIOS", "SCENARIO_COMBINATIONS",
            "SCENARIO_TITLES", "SCORE_KINDS", "REFERENCES", "METRICS", "LOW_RES_MODELS",
            "MODERN_MODELS", "UNSEEN_MODELS", "FIGURE_MODEL_KEYS", "ALL_SCENARIO_MODELS",
-           "RANKING_MODEL", "OOF_FAMILIES", "OOF_PAIRINGS"]
+           "RANKING_MODEL", "OOF_FAMILIES", "OOF_PAIRINGS", "GENERALIZATION_FAMILIES",
+           "GENERALIZATION_MODELS", "SHIPPED_LABEL", "OOF_TITLES"]
 
 #: Timbre families of the two guitars: ag = acoustic, eg = electric.
 COMBINATIONS: tuple[str, ...] = ("ag+ag", "ag+eg", "eg+eg")
@@ -59,5 +60,24 @@ ALL_SCENARIO_MODELS: frozenset[str] = frozenset(
 #: The out-of-family test families (``corpus.variety.HELD_OUT``) and their two cells.
 OOF_FAMILIES: tuple[str, ...] = ("oof_sample", "oof_fm", "oof_karplus")
 OOF_PAIRINGS: tuple[str, ...] = ("diff", "same")
+OOF_TITLES: dict[str, str] = {
+    "oof_sample": "out of family: csound GM sample bank",
+    "oof_fm": "out of family: OPL3 FM synthesis",
+    "oof_karplus": "out of family: Karplus-Strong strings",
+}
 #: (model, setting) whose per-clip SI-SDR ranks clips as best / median / worst for listening.
 RANKING_MODEL: tuple[str, str] = ("si_umx_soft", "modern")
+#: The test families of ``figures/generalization.png``: label -> scenarios of the results
+#: tables. "unseen soundfont" = both guitars in MuseScore General timbres (scenarios c, d).
+GENERALIZATION_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("seen", ("seen",)), ("unseen soundfont", ("c", "d")),
+    ("csound samples", ("oof_sample",)), ("OPL3 FM", ("oof_fm",)),
+    ("Karplus-Strong", ("oof_karplus",)))
+#: The model column of a shipped model in the generalization table is ``shipped-<name>``;
+#: the figure shows them all under this key.
+SHIPPED_LABEL: str = "shipped"
+#: (model, legend label) of ``figures/generalization.png``, in legend order.
+GENERALIZATION_MODELS: tuple[tuple[str, str], ...] = (
+    (SHIPPED_LABEL, "Shipped (score prior)"), ("si_umx_soft", "Soft"),
+    ("si_umx_binary", "Binary"), ("umx_blind", "Blind"), ("score_only", "Score mask only"),
+    ("oracle_irm", "Oracle ratio mask"))

@@ -71,39 +71,23 @@ def _cmd_evaluate(profile, args) -> int:
 
 def _cmd_out_of_family(profile, args) -> int:
     """The out-of-family clips: build them, score the profile's trained models of every
-    scenario, the shipped models and the references -> ``oof_scores.csv``/``oof_medians.csv``."""
-    from guitarsep.corpus.out_of_family import build_out_of_family
-    from guitarsep.evaluation.out_of_family import cell_medians, score_models
-    from guitarsep.models.checkpoint import load_model
-    from guitarsep.training.loop import load_trained
-    from guitarsep.vocabulary import ALL_SCENARIO_MODELS
+    scenario, the shipped models and the references -> ``generalization_scores.csv``."""
+    from guitarsep.evaluation.out_of_family import (GENERALIZATION_CSV, cell_medians,
+                                                    run_generalization)
 
     t0 = time.perf_counter()
-    oof = build_out_of_family(profile, progress=not args.quiet)
-    models: dict = {}
-    for spec in profile.models:
-        if spec.key in ALL_SCENARIO_MODELS:
-            try:
-                models[spec.key] = load_trained(profile, spec)
-            except FileNotFoundError as err:
-                print(f"guitarsep: skipping {spec.key}: {err}", file=sys.stderr)
-    for name in args.shipped:
-        models[f"shipped-{name}"] = load_model(name)
-    models.update({ref: ref for ref in profile.eval.references})
-    scores = score_models(oof, models, mask=profile.mask, progress=not args.quiet)
-    out = profile.results_dir
-    out.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(out / "oof_scores.csv", index=False, float_format="%.4f")
-    cell_medians(scores).to_csv(out / "oof_medians.csv", index=False, float_format="%.3f")
+    scores = run_generalization(profile, shipped=tuple(args.shipped) or None,
+                                progress=not args.quiet)
     print(cell_medians(scores).round(2).to_string(index=False))
-    print(f"{len(scores)} rows in {time.perf_counter() - t0:.0f} s -> {out / 'oof_scores.csv'}")
+    print(f"{len(scores)} rows in {time.perf_counter() - t0:.0f} s -> "
+          f"{profile.results_dir / GENERALIZATION_CSV}")
     return 0
 
 
 def _add_oof_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shipped", nargs="*", default=["si_umx_soft"],
-                   help="shipped model names to score besides the profile's (default "
-                        "si_umx_soft)")
+    p.add_argument("--shipped", nargs="*", default=[],
+                   help="shipped model names to score besides the profile's (default: the "
+                        "model `guitarsep separate` uses)")
 
 
 def _read_scores(profile):
@@ -119,9 +103,11 @@ def _read_scores(profile):
 
 
 def _cmd_figures(profile, args) -> int:
-    """Redraw the figures from the committed ``data/results/<profile>/scores.csv`` (and
-    ``robustness.png`` from ``robustness.csv`` when present)."""
+    """Redraw the figures from the committed ``data/results/<profile>/scores.csv`` (with
+    ``generalization.png`` from ``generalization_scores.csv`` and ``robustness.png`` from
+    ``robustness.csv`` when present)."""
     from guitarsep.evaluation.figures import write_figures
+    from guitarsep.evaluation.out_of_family import read_generalization
     from guitarsep.provenance import collect
 
     scores = _read_scores(profile)
@@ -131,8 +117,8 @@ def _cmd_figures(profile, args) -> int:
     # Keep the provenance of the run that produced the scores; note the redraw.
     prov = json.loads(old.read_text()) if old.is_file() else collect(profile)
     prov["redrawn_by"] = "guitarsep figures"
-    paths = write_figures(scores, profile.figures_dir, prov,
-                          n_boot=profile.eval.bootstrap, seed=profile.seed)
+    paths = write_figures(scores, profile.figures_dir, prov, n_boot=profile.eval.bootstrap,
+                          seed=profile.seed, general=read_generalization(profile))
     for p in paths.values():
         print(p)
     rob = profile.results_dir / "robustness.csv"
@@ -151,21 +137,27 @@ def _cmd_figures(profile, args) -> int:
 
 def _cmd_demo_page(profile, args) -> int:
     """Write the static listening page ``<figures_dir>/demo/`` from the run's own outputs."""
-    from guitarsep.corpus import load_corpus
     from guitarsep.app.demo_page import page_size, write_demo_page
     from guitarsep.app.listening import load_listen_models
+    from guitarsep.corpus import load_corpus
+    from guitarsep.corpus.out_of_family import build_out_of_family
+    from guitarsep.evaluation.out_of_family import read_generalization
+    from guitarsep.models.checkpoint import load_model
 
     scores = _read_scores(profile)
     if scores is None:
         return 1
     try:
         corpus = load_corpus(profile)
-        models = load_listen_models(profile)
+        models = {**load_listen_models(profile), "shipped": load_model()}
     except FileNotFoundError as err:
         print(f"guitarsep: {err}", file=sys.stderr)
         return 1
+    general = read_generalization(profile)    # the out-of-family clips, once 03 scored them
+    oof = None if general is None else (build_out_of_family(profile, progress=False), general)
     t0 = time.perf_counter()
-    index = write_demo_page(profile, corpus, scores, models=models, progress=not args.quiet)
+    index = write_demo_page(profile, corpus, scores, models=models, out_of_family=oof,
+                            progress=not args.quiet)
     print(f"{index} ({page_size(index.parent) / 1e6:.1f} MB, "
           f"{time.perf_counter() - t0:.0f} s)")
     return 0

@@ -47,7 +47,7 @@ __all__ = [
     "LISTEN_MODELS", "PLAYBACK_SR", "OGG_QUALITY", "RANKS",
     "load_listen_models", "model_key", "pick_clips", "clip_options", "clip_metrics",
     "signal_names", "view_signals", "concat_ab", "to_playback", "encode_ogg", "audio_tag",
-    "spectrogram_png", "metrics_html", "ViewState", "EstimateCache", "ListeningPanel",
+    "spectrogram_png", "notes_picture_png", "metrics_html", "ViewState", "EstimateCache", "ListeningPanel",
     "listening_panel",
 ]
 
@@ -293,6 +293,39 @@ def spectrogram_png(x: np.ndarray, target_notes, accomp_notes, *, sr: int, mask_
         fig.savefig(buf, format="png", dpi=dpi)
         plt.close(fig)
     return buf.getvalue()
+
+
+def notes_picture_png(signals: Sequence[tuple[str, np.ndarray]], target_notes, *, sr: int,
+                      fmax: float = 2000.0, dpi: int = 64) -> bytes:
+    """PNG of stacked spectrograms, one per ``(title, audio)`` of ``signals`` (the listening
+    page: mixture, an estimate, the true target), each with the target's notes drawn over it
+    as a piano roll (:func:`guitarsep.notebook_plots.plot_spectrogram_with_notes`). Screen
+    resolution (``dpi`` 64: 640 px wide), so a page of two dozen clips stays small."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from guitarsep.models.frontend import Spectrogram
+    from guitarsep.notebook_plots import plot_spectrogram_with_notes
+
+    setting = SETTINGS["modern"]
+    spec = Spectrogram(setting)
+    fig, axes = plt.subplots(len(signals), 1, figsize=(10, 1.9 * len(signals)), sharex=True,
+                             constrained_layout=True, squeeze=False)
+    for ax, (title, x) in zip(axes[:, 0], signals):
+        x = to_playback(x, sr, setting.sr) if sr != setting.sr else np.asarray(x, np.float32)
+        with torch.no_grad():
+            mag = spec(torch.from_numpy(np.ascontiguousarray(x))[None])[0].abs().numpy()
+        plot_spectrogram_with_notes(mag, target_notes, sr=setting.sr, n_fft=setting.n_fft,
+                                    hop=setting.hop, fmax=fmax, title=title, ax=ax)
+    axes[-1, 0].set_xlabel("time (s); red: the target's notes")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    # a 64-colour palette: a grey spectrogram and red lines need no more, at a third the size
+    from PIL import Image
+    out = io.BytesIO()
+    Image.open(buf).convert("RGB").quantize(colors=64).save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 # --------------------------------------------------------------------------------------------

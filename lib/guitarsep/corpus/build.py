@@ -23,7 +23,9 @@ Decisions (documented here and in 01_data.ipynb):
   the two training soundfonts or our additive synthesis, with drawn effects), listed in
   ``drawn_timbres.json``; validation and test clips keep the table's timbres.
 - **Test clips** (``clips_per_cell`` per scenario x combination): scenario ``seen`` = two
-  different seen timbres; ``a`` = target seen, other unseen; ``b`` = target unseen, other
+  different seen timbres, the target's from the target side of the seen pool and the other's
+  from the other side (``timbres.timbre_sides``, the blind model's fixed roles; ``a`` and ``b``
+  follow it too); ``a`` = target seen, other unseen; ``b`` = target unseen, other
   seen; ``c`` = two different unseen timbres; ``d`` = one unseen timbre for both (ag+ag and
   eg+eg only). The combination gives the two timbres' families; in ``ag+eg`` the target is
   acoustic in even-numbered clips and electric in odd ones. **Valid clips** (scenario
@@ -62,7 +64,7 @@ from guitarsep.corpus.compose import Piece, compose_pieces
 from guitarsep.corpus.layout import (MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_COLUMNS,
                                      clip_files, notes_file, stem_file)
 from guitarsep.corpus.render import render_part
-from guitarsep.corpus.timbres import load_timbres, timbre_table_hash
+from guitarsep.corpus.timbres import load_timbres, timbre_sides, timbre_table_hash
 from guitarsep.corpus.variety import draw_training_timbre, timbre_family
 from guitarsep.io import remove_stale_temporaries, write_audio, write_text_atomic
 from guitarsep.score import Notes, save_notes
@@ -70,7 +72,7 @@ from guitarsep.vocabulary import COMBINATIONS, SCENARIO_COMBINATIONS, SCENARIOS
 
 __all__ = ["CORPUS_VERSION", "PREROLL_S", "MIN_CLIP_NOTES", "build_corpus", "corpus_key"]
 
-CORPUS_VERSION = 2          # bump when composing/rendering code changes the output
+CORPUS_VERSION = 3          # bump when composing/rendering code changes the output
 PREROLL_S = 2.0
 MIN_CLIP_NOTES = 4
 # what a rebuild with a new key deletes; "cache" holds data.py's arrays derived from the corpus
@@ -168,22 +170,26 @@ def _draw_variety(rng, piece: Piece, n: int, drawn: dict) -> list[list[str]]:
 
 
 def _pick_timbres(rng, scenario: str, fam_t: str, fam_o: str, timbres: pd.DataFrame):
-    """(target timbre, other timbre) following the scenario rules.
-    A step of :func:`build_corpus` (01_data.ipynb)."""
-    def ids(pool, fam):
-        return sorted(timbres[(timbres.pool == pool) & (timbres.family == fam)].timbre_id)
+    """(target timbre, other timbre) following the scenario rules. In the test scenarios a
+    seen target comes from the target side and a seen other guitar from the other side
+    (``timbres.timbre_sides``: the blind model's convention); validation clips draw from the
+    whole seen pool. A step of :func:`build_corpus` (01_data.ipynb)."""
+    sides = timbre_sides(timbres)
 
-    def draw(pool, fam, exclude=()):
-        c = [t for t in ids(pool, fam) if t not in exclude]
+    def draw(pool, fam, side=None, exclude=()):
+        c = sorted(t for t in timbres[(timbres.pool == pool) & (timbres.family == fam)].timbre_id
+                   if t not in exclude and (side is None or sides.get(t) == side))
         return c[int(rng.integers(len(c)))]
 
-    if scenario in ("seen", "valid"):
+    if scenario == "valid":
         t = draw("seen", fam_t)
         return t, draw("seen", fam_o, exclude=(t,))
+    if scenario == "seen":
+        return draw("seen", fam_t, "target"), draw("seen", fam_o, "other")
     if scenario == "a":
-        return draw("seen", fam_t), draw("unseen", fam_o)
+        return draw("seen", fam_t, "target"), draw("unseen", fam_o)
     if scenario == "b":
-        return draw("unseen", fam_t), draw("seen", fam_o)
+        return draw("unseen", fam_t), draw("seen", fam_o, "other")
     if scenario == "c":
         t = draw("unseen", fam_t)
         return t, draw("unseen", fam_o, exclude=(t,))
@@ -205,6 +211,18 @@ def _pick_window(rng, piece: Piece, seconds: float):
         if ok:
             return start
     return None
+
+
+def _window_in(rng, pieces: list[Piece], order: int, seconds: float):
+    """``(piece, start)``: the first piece from ``order`` on (round robin) with a window
+    where both parts play (:func:`_pick_window`); ``(None, None)`` when none has one.
+    A step of :func:`build_corpus` and of ``out_of_family.build_out_of_family``."""
+    for j in range(len(pieces)):
+        piece = pieces[(order + j) % len(pieces)]
+        start = _pick_window(rng, piece, seconds)
+        if start is not None:
+            return piece, start
+    return None, None
 
 
 def _plan_clips(cfg, pieces: list[Piece], timbres: pd.DataFrame) -> list[dict]:
@@ -233,12 +251,7 @@ def _plan_clips(cfg, pieces: list[Piece], timbres: pd.DataFrame) -> list[dict]:
         # spread clips over pieces: a drawn offset, then round robin over the split's pieces
         order = (k + int(rng.integers(len(cand)))) % len(cand)
         target_part = int(rng.integers(2))
-        start = None
-        for j in range(len(cand)):
-            piece = cand[(order + j) % len(cand)]
-            start = _pick_window(rng, piece, cfg.clip_seconds)
-            if start is not None:
-                break
+        piece, start = _window_in(rng, cand, order, cfg.clip_seconds)
         if start is None:
             raise ValueError(f"no {split} piece has a {cfg.clip_seconds} s window where both "
                              f"parts play >= {MIN_CLIP_NOTES} notes")

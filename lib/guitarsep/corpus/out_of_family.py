@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from guitarsep.config import OutOfFamilyConfig, Profile, config_hash
-from guitarsep.corpus.build import (PREROLL_S, _pick_window, _prepare_root, _run_tasks,
+from guitarsep.corpus.build import (PREROLL_S, _window_in, _prepare_root, _run_tasks,
                                     _stored_key, _task_clip, _write_csv)
 from guitarsep.corpus.clips import Corpus
 from guitarsep.corpus.compose import Piece, generate_idiom_piece
@@ -83,12 +83,7 @@ def _plan(cfg: OutOfFamilyConfig, pieces: list[Piece]) -> tuple[list[dict], dict
                 rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 8, fi, pj, k]))
                 clip_id = f"{family}_{pairing}_{k:03d}"
                 order = (k + int(rng.integers(len(pieces)))) % len(pieces)
-                start = piece = None
-                for j in range(len(pieces)):
-                    piece = pieces[(order + j) % len(pieces)]
-                    start = _pick_window(rng, piece, cfg.clip_seconds)
-                    if start is not None:
-                        break
+                piece, start = _window_in(rng, pieces, order, cfg.clip_seconds)
                 if start is None:
                     raise ValueError(f"no out-of-family piece has a {cfg.clip_seconds} s window "
                                      "with notes in both parts; raise n_pieces")

@@ -30,7 +30,8 @@ import pandas as pd
 from guitarsep import RESOURCES
 
 __all__ = ["TIMBRE_CSV", "CHAINS", "SEEN_CHAINS", "UNSEEN_CHAINS", "FAMILY_PROGRAMS",
-           "load_timbres", "timbre_table_hash", "soundfont_path", "apply_chain", "build_chain"]
+           "load_timbres", "timbre_table_hash", "timbre_sides", "soundfont_path", "apply_chain",
+           "build_chain"]
 
 TIMBRE_CSV = RESOURCES / "timbres.csv"
 FAMILY_PROGRAMS = {"ag": (24, 25), "eg": (26, 27, 28, 29, 30)}
@@ -115,6 +116,29 @@ def load_timbres(path: str | Path | None = None) -> pd.DataFrame:
     if len(leak):
         raise ValueError(f"{path}: seen timbres use unseen-only chains: {leak.timbre_id.tolist()}")
     return df.reset_index(drop=True)
+
+
+def timbre_sides(timbres: pd.DataFrame) -> dict[str, str]:
+    """The fixed roles of the seen pool: ``{timbre_id: "target" | "other"}`` for every seen
+    timbre (unseen timbres have no side).
+
+    The paper's blind Open-Unmix had a cue which guitar to return: its training tracks kept
+    fixed stems, the target always rendered in the same seen timbre. We mirror that with a
+    convention (our decision): within each family, the seen timbres sorted by id alternate
+    target side, other side (ag: s00 s02 s04 | s01 s03 s05; eg: s06 s08 s10 s12 | s07 s09 s11
+    s13), so each side mixes both soundfonts and several chains. The blind model trains on
+    remixes whose target is rendered from the target side and whose other guitar from the
+    other side (``training.data.RemixDataset``), and the test clips follow the same convention
+    wherever a seen timbre is drawn (``corpus.build``: seen, a, b), so every model is scored on
+    the same clips and the blind one has its cue exactly where the paper's had it. Used by
+    ``corpus.build``, ``training.loop`` and 01_data.ipynb.
+    """
+    sides = {}
+    seen = timbres[timbres.pool == "seen"]
+    for fam in sorted(set(seen.family)):
+        ids = sorted(seen[seen.family == fam].timbre_id)
+        sides.update({t: ("target" if k % 2 == 0 else "other") for k, t in enumerate(ids)})
+    return sides
 
 
 def timbre_table_hash(path: str | Path | None = None) -> str:

@@ -11,6 +11,10 @@ models or the corpus.
   (setting ``modern``, scenario ``seen``).
 - :func:`plot_unseen`   -> ``figures/unseen.png``: 2 x 2 panels, scenarios a-d, Soft / Binary /
   Blind Open-unmix (setting ``modern``); panel d has ag+ag and eg+eg only.
+- :func:`plot_generalization` -> ``figures/generalization.png``: x = test family (seen,
+  unseen soundfont, each out-of-family family), hue = the shipped model, Soft / Binary / Blind
+  Open-unmix, the score mask alone and the oracle; from ``scores.csv`` plus the table of
+  ``evaluation.out_of_family.run_generalization`` (drawn when that table is given).
 - :func:`plot_robustness` -> ``figures/robustness.png`` (06_robustness.ipynb): median SI-SDR
   against score errors, from the table of ``guitarsep.evaluation.robustness.run_robustness``.
 - :func:`save_figure`   PNG (150 dpi) + sidecar JSON with provenance and per-box counts.
@@ -36,13 +40,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from guitarsep.vocabulary import (COMBINATIONS, LOW_RES_MODELS, MODERN_MODELS,
-                                  SCENARIO_COMBINATIONS, SCENARIO_TITLES, UNSEEN_MODELS,
-                                  UNSEEN_SCENARIOS)
+from guitarsep.vocabulary import (COMBINATIONS, GENERALIZATION_FAMILIES,
+                                  GENERALIZATION_MODELS, LOW_RES_MODELS, MODERN_MODELS,
+                                  SCENARIO_COMBINATIONS, SCENARIO_TITLES, SHIPPED_LABEL,
+                                  UNSEEN_MODELS, UNSEEN_SCENARIOS)
 
 __all__ = [
     "plot_low_res", "plot_modern", "plot_unseen", "save_figure", "write_figures",
     "FIGURE_FUNCTIONS", "plot_robustness", "ROBUSTNESS_PANELS", "ROBUSTNESS_MODELS",
+    "plot_generalization", "generalization_frame",
 ]
 
 _RC = {"font.size": 13, "axes.titlesize": 15, "axes.labelsize": 15, "xtick.labelsize": 14,
@@ -135,6 +141,54 @@ def plot_unseen(df: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def generalization_frame(scores: pd.DataFrame, general: pd.DataFrame) -> pd.DataFrame:
+    """Per-clip rows of ``generalization.png``: the modern models and references of
+    ``scores`` plus every row of ``general`` (``run_generalization``), ``shipped-*`` models
+    renamed :data:`SHIPPED_LABEL`, with a ``family`` column
+    (:data:`GENERALIZATION_FAMILIES`); rows of no family are dropped."""
+    fam = {sc: label for label, scs in GENERALIZATION_FAMILIES for sc in scs}
+    keep = {m for m, _ in GENERALIZATION_MODELS}
+    own = scores[(scores["setting"] == "modern") & scores["model"].isin(keep)]
+    df = pd.concat([own, general], ignore_index=True)
+    df["model"] = df["model"].where(~df["model"].str.startswith("shipped-"), SHIPPED_LABEL)
+    df["family"] = df["scenario"].map(fam)
+    df = df[df["family"].notna() & df["model"].isin(keep)]
+    return df[np.isfinite(df["si_sdr"].to_numpy(dtype=float))].reset_index(drop=True)
+
+
+def plot_generalization(scores: pd.DataFrame, general: pd.DataFrame) -> plt.Figure:
+    """``generalization.png``: how much holds on sounds training never heard. x = test family
+    (seen timbres; the unseen soundfont; the three out-of-family families), hue = model."""
+    import seaborn as sns
+
+    df = generalization_frame(scores, general)
+    labels = dict(GENERALIZATION_MODELS)
+    df["label"] = df["model"].map(labels)
+    order = [f for f, _ in GENERALIZATION_FAMILIES if f in set(df["family"])]
+    hue_order = [lab for m, lab in GENERALIZATION_MODELS if lab in set(df["label"])]
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(13, 6.5), constrained_layout=True)
+        if df.empty:
+            ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=matplotlib.MatplotlibDeprecationWarning)
+                sns.boxplot(data=df, x="family", y="si_sdr", hue="label", order=order,
+                            hue_order=hue_order, palette=_palette(GENERALIZATION_MODELS),
+                            showfliers=False, whis=1.5, linewidth=1.1, ax=ax)
+            ax.legend(loc="upper right", title=None, ncols=2)
+        ax.axhline(0.0, color="0.6", linewidth=0.8, zorder=0)
+        ax.set_title("Target SI-SDR on sounds training never heard")
+        ax.set_xlabel("")
+        ax.set_ylabel("SI-SDR (dB)")
+    counts = {lab: {f: int(((df["label"] == lab) & (df["family"] == f)).sum()) for f in order}
+              for lab in hue_order}
+    fig.guitarsep_meta = {"figure": "generalization", "setting": "modern",
+                          "families": {f: list(s) for f, s in GENERALIZATION_FAMILIES},
+                          "models": labels, "n_clips": counts}
+    return fig
+
+
 #: Robustness panels: perturbation kind -> (panel title, x label, factor from level to x).
 ROBUSTNESS_PANELS: dict[str, tuple[str, str, float]] = {
     "onset_jitter": ("Onset jitter", "max. shift per note (ms)", 1000.0),
@@ -218,9 +272,11 @@ FIGURE_FUNCTIONS = {"low_res": plot_low_res, "modern": plot_modern, "unseen": pl
 
 
 def write_figures(df: pd.DataFrame, out_dir: str | Path, provenance: Mapping, *,
-                  n_boot: int = 1000, seed: int = 0) -> dict[str, Path]:
+                  n_boot: int = 1000, seed: int = 0,
+                  general: pd.DataFrame | None = None) -> dict[str, Path]:
     """Draw the three figures from the results table ``df`` into ``out_dir`` (PNG + JSON
-    sidecar each), plus ``provenance.json`` and ``summary.md``
+    sidecar each), ``generalization.png`` when the table of ``run_generalization`` is given
+    as ``general``, plus ``provenance.json`` and ``summary.md``
     (:func:`guitarsep.evaluation.summary.summary_markdown`, its link to docs/method.md relative
     to ``out_dir``). Returns name -> path."""
     from guitarsep.config import find_root
@@ -233,6 +289,10 @@ def write_figures(df: pd.DataFrame, out_dir: str | Path, provenance: Mapping, *,
     for name, plot in FIGURE_FUNCTIONS.items():
         fig = plot(df)
         paths[name] = save_figure(fig, out_dir / f"{name}.png", provenance)
+        plt.close(fig)
+    if general is not None:
+        fig = plot_generalization(df, general)
+        paths["generalization"] = save_figure(fig, out_dir / "generalization.png", provenance)
         plt.close(fig)
     write_json_atomic(out_dir / "provenance.json", dict(provenance))
     method_doc = Path(os.path.relpath(find_root(out_dir) / "docs" / "method.md", out_dir))

@@ -1,8 +1,8 @@
 """Scoring models on the out-of-family test clips (``corpus.out_of_family``) and on the
 corpus's test clips, for the shipped model, the ablations and the model card.
 
-Used by ``guitarsep evaluate --out-of-family``, ``scripts/ablations.py`` and
-03_evaluate.ipynb. Every model and reference goes through ``separation.separate_batch``, the
+Used by ``guitarsep evaluate-oof``, ``scripts/ablations.py``, ``scripts/ship_model.py`` and
+03_evaluate.ipynb (:func:`run_generalization`: the table of ``figures/generalization.png``). Every model and reference goes through ``separation.separate_batch``, the
 path of every other table; only SI-SDR is computed (BSS Eval is the corpus evaluation's).
 
 The verdict the separator issue asks for, per cell (family x pairing): the model's median
@@ -19,7 +19,11 @@ import pandas as pd
 from guitarsep.config import SETTINGS, EvalConfig, MaskParams
 from guitarsep.evaluation.metrics import evaluate_clips
 
-__all__ = ["score_models", "cell_medians", "against_score_only"]
+__all__ = ["score_models", "cell_medians", "against_score_only", "run_generalization",
+           "read_generalization", "GENERALIZATION_CSV"]
+
+#: The results file of :func:`run_generalization` (in the profile's results folder).
+GENERALIZATION_CSV = "generalization_scores.csv"
 
 
 def score_models(corpus, models: Mapping[str, object], *, mask: MaskParams,
@@ -81,3 +85,40 @@ def against_score_only(scores: pd.DataFrame, model: str,
         "n": g[model].count(),
     })
     return out.reset_index()
+
+
+def run_generalization(profile, *, shipped: tuple[str, ...] | None = None,
+                       progress: bool = True) -> pd.DataFrame:
+    """The table of ``figures/generalization.png`` (03_evaluate.ipynb, ``guitarsep
+    evaluate-oof``): on the out-of-family clips (built if needed), the profile's trained
+    models of every scenario (``vocabulary.ALL_SCENARIO_MODELS``), the ``shipped`` models
+    (default: ``checkpoint.DEFAULT_MODEL``; label ``shipped-<name>``) and the references; on the
+    corpus's test clips, the shipped models only (the profile's models are in
+    ``scores.csv``). Writes ``<results_dir>/generalization_scores.csv`` and returns it.
+    """
+    from guitarsep.corpus import load_corpus
+    from guitarsep.corpus.out_of_family import build_out_of_family
+    from guitarsep.models.checkpoint import DEFAULT_MODEL, load_model
+    from guitarsep.training.loop import load_trained
+    from guitarsep.vocabulary import ALL_SCENARIO_MODELS
+
+    ship = {f"shipped-{n}": load_model(n) for n in (shipped or (DEFAULT_MODEL,))}
+    models: dict = {spec.name: load_trained(profile, spec) for spec in profile.models
+                    if spec.key in ALL_SCENARIO_MODELS}
+    models.update(ship)
+    models.update({ref: ref for ref in profile.eval.references})
+    oof = build_out_of_family(profile, progress=progress)
+    scores = pd.concat([score_models(oof, models, mask=profile.mask, progress=progress),
+                        score_models(load_corpus(profile), ship, mask=profile.mask,
+                                     progress=progress)], ignore_index=True)
+    out = profile.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out / GENERALIZATION_CSV, index=False, float_format="%.4f")
+    return scores
+
+
+def read_generalization(profile) -> pd.DataFrame | None:
+    """The committed table of :func:`run_generalization`, or None when it has not been made
+    (04_figures.ipynb, ``guitarsep figures``)."""
+    path = profile.results_dir / GENERALIZATION_CSV
+    return pd.read_csv(path, dtype={"clip_id": str}) if path.is_file() else None

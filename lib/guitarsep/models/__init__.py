@@ -43,7 +43,7 @@ from guitarsep.models.umx import OpenUnmix
 from guitarsep.models.unet import ScoreUNet
 
 __all__ = ["build_model", "MODEL_NAMES", "count_parameters", "hparams_for", "SeparationModel",
-           "OpenUnmix", "ScorePriorUnmix", "ScoreUNet", "ScoreCNN", "model_family", "LoadedModel", "load_model",
+           "OpenUnmix", "ScorePriorUnmix", "ScoreUNet", "ScoreCNN", "model_family", "score_kind_of", "LoadedModel", "load_model",
            "save_checkpoint", "export_model"]
 
 # name -> (class, score_kind)
@@ -63,6 +63,12 @@ def model_family(name: str) -> str:
     """``"umx"``, ``"unet"`` or ``"cnn"`` for a registry name."""
     cls = _REGISTRY[_check_name(name)][0]
     return {OpenUnmix: "umx", ScorePriorUnmix: "umx", ScoreUNet: "unet", ScoreCNN: "cnn"}[cls]
+
+
+def score_kind_of(name: str) -> str | None:
+    """The score input of registry model ``name``: ``"soft"``, ``"binary"`` or ``None``
+    (blind)."""
+    return _REGISTRY[_check_name(name)][1]
 
 
 def _check_name(name: str) -> str:

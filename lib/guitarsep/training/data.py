@@ -217,8 +217,16 @@ class RemixDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, source: TrainingSource, setting: StftSetting, train_cfg: TrainConfig,
-                 seed: int | None = None, *, stream: str = "train"):
+                 seed: int | None = None, *, stream: str = "train",
+                 sides: dict[str, str] | None = None):
         self.source = source
+        # the blind model's fixed roles (corpus.timbres.timbre_sides): target rendered from
+        # the target side, the other guitar from the other side; None = any pairing
+        self.sides = sides
+        self._pairs = self._side_pieces() if sides is not None else []
+        if sides is not None and not self._pairs:
+            raise ValueError("no training piece has one part rendered in a target-side timbre "
+                             "and the other in an other-side timbre (corpus.timbres.timbre_sides)")
         self.setting = setting
         self.cfg = train_cfg
         self.seed = int(train_cfg.seed if seed is None else seed)
@@ -233,10 +241,30 @@ class RemixDataset(torch.utils.data.Dataset):
     def rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.stream, int(epoch), int(index)])
 
-    def draw(self, epoch: int, index: int) -> dict:
-        """The random choices of one sample (piece, timbres, target part, gains, start frame)."""
-        rng = self.rng(epoch, index)
-        src, hop = self.source, self.setting.hop
+    def _side_pool(self, pi: int, part: int, side: str) -> list[str]:
+        return [t for t in self.source.timbres[(pi, part)] if self.sides.get(t) == side]
+
+    def _side_pieces(self) -> list[tuple[int, int]]:
+        """(piece, target part) pairs that can follow the side convention."""
+        return [(pi, tp) for pi in range(self.source.n_pieces) for tp in (0, 1)
+                if self._side_pool(pi, tp, "target") and self._side_pool(pi, 1 - tp, "other")]
+
+    def _draw_sides(self, rng) -> tuple[int, int, tuple[str, str]]:
+        """(piece, target part, (timbre of part 0, timbre of part 1)) under the convention:
+        the piece is drawn by length among those that allow it."""
+        pairs = self._pairs
+        w = np.array([self.source.weights[pi] for pi, _ in pairs])
+        pi, tp = pairs[int(min(np.searchsorted(np.cumsum(w), rng.random() * w.sum(),
+                                               side="right"), len(pairs) - 1))]
+        tt = self._side_pool(pi, tp, "target")
+        ot = self._side_pool(pi, 1 - tp, "other")
+        t_target, t_other = tt[rng.integers(len(tt))], ot[rng.integers(len(ot))]
+        return pi, tp, ((t_target, t_other) if tp == 0 else (t_other, t_target))
+
+    def _draw_any(self, rng) -> tuple[int, int, tuple[str, str]]:
+        """(piece, target part, (timbre of part 0, timbre of part 1)): piece by length, the
+        two parts in one timbre with ``p_same_timbre``, else in two."""
+        src = self.source
         pi = int(min(np.searchsorted(self._cum, rng.random() * self._cum[-1], side="right"),
                      src.n_pieces - 1))
         pool0, pool1 = src.timbres[(pi, 0)], src.timbres[(pi, 1)]
@@ -248,7 +276,16 @@ class RemixDataset(torch.utils.data.Dataset):
             t0 = pool0[rng.integers(len(pool0))]
             rest = [t for t in pool1 if t != t0] or pool1
             t1 = rest[rng.integers(len(rest))]
-        target = int(rng.integers(2))
+        return pi, int(rng.integers(2)), (t0, t1)
+
+    def draw(self, epoch: int, index: int) -> dict:
+        """The random choices of one sample (piece, timbres, target part, gains, start frame)."""
+        rng = self.rng(epoch, index)
+        src, hop = self.source, self.setting.hop
+        if self.sides is not None:
+            pi, target, (t0, t1) = self._draw_sides(rng)
+        else:
+            pi, target, (t0, t1) = self._draw_any(rng)
         gains = 10.0 ** (rng.uniform(-self.cfg.gain_db, self.cfg.gain_db, size=2) / 20.0)
         max_k = max(0, (int(src.lengths[pi]) - self.n_samples) // hop)
         k = int(rng.integers(max_k + 1))

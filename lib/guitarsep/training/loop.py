@@ -74,7 +74,7 @@ from guitarsep.models.checkpoint import (MODEL_FORMAT_VERSION, LoadedModel, Mode
 from guitarsep.training.distributed import Distributed, broadcast_buffers, wrap_ddp
 
 __all__ = ["train_model", "load_trained", "train_all", "model_hparams", "run_config_hash",
-           "steps_per_epoch", "epochs_for", "run_dir", "read_log", "TrainState"]
+           "training_sides", "steps_per_epoch", "epochs_for", "run_dir", "read_log", "TrainState"]
 
 LOG_COLUMNS = ("epoch", "step", "train_loss", "valid_loss", "valid_si_sdr", "lr", "wall_s",
                "data_frac")
@@ -100,17 +100,30 @@ def epochs_for(profile: Profile, spec: ModelSpec) -> int:
     return int(spec.epochs) if spec.epochs else int(profile.train.epochs)
 
 
+def training_sides(spec: ModelSpec) -> dict[str, str] | None:
+    """The fixed roles a blind model trains with (``corpus.timbres.timbre_sides``: target from
+    the target side of the seen pool, the other guitar from the other side); ``None`` for a
+    score-informed model, which trains on any pairing (it is told the target by the score)."""
+    from guitarsep.corpus.timbres import load_timbres, timbre_sides
+    from guitarsep.models import score_kind_of
+    return timbre_sides(load_timbres()) if score_kind_of(spec.name) is None else None
+
+
 def run_config_hash(profile: Profile, spec: ModelSpec) -> str:
     """Hash of everything that determines a training run (not paths, not the profile name).
 
     The checkpoint format version is part of it, so a run written in an older format is
-    moved aside and retrained rather than loaded wrongly."""
-    return config_hash({
+    moved aside and retrained rather than loaded wrongly; so are a blind model's sides."""
+    key = {
         "spec": asdict(spec), "setting": asdict(SETTINGS[spec.setting]),
         "train": asdict(profile.train), "mask": asdict(profile.mask),
         "corpus": asdict(profile.corpus), "hparams": model_hparams(spec, profile.train),
         "checkpoint_format": MODEL_FORMAT_VERSION,
-    })
+    }
+    sides = training_sides(spec)
+    if sides is not None:     # only then, so the score-informed runs keep their hashes
+        key["sides"] = sorted(sides.items())
+    return config_hash(key)
 
 
 def run_dir(profile: Profile, spec: ModelSpec) -> Path:
@@ -378,12 +391,13 @@ def _load_data(profile: Profile, corpus, dist_: Distributed, setting, show: bool
 
 
 @torch.no_grad()
-def _fit_input_stats(model, source, profile: Profile, setting, spec_tf, device) -> None:
+def _fit_input_stats(model, source, profile: Profile, setting, spec_tf, device,
+                     sides: dict | None) -> None:
     """Input normalisation from ``STATS_BATCHES`` batches of a separate data stream."""
     from guitarsep.models.frontend import score_input
     from guitarsep.training.data import RemixDataset
     stats = RemixDataset(source, setting, profile.train, seed=profile.train.seed,
-                         stream="stats")
+                         stream="stats", sides=sides)
     mags, scores = [], []
     for s in range(STATS_BATCHES):
         b = stats.batch(0, s)
@@ -426,8 +440,9 @@ def _setup(profile: Profile, spec: ModelSpec, corpus, dist_: Distributed, show: 
     if ck is not None:
         base.load_state_dict(ck["state_dict"])
     base.to(device)
+    sides = training_sides(spec)
     if ck is None:
-        _fit_input_stats(base, source, profile, setting, spec_tf, device)
+        _fit_input_stats(base, source, profile, setting, spec_tf, device, sides)
     model = wrap_ddp(base, dist_)
     spe, epochs = steps_per_epoch(profile, spec), epochs_for(profile, spec)
     opt, sched, per_step = _optimizer(model, cfg, epochs * spe)
@@ -439,7 +454,7 @@ def _setup(profile: Profile, spec: ModelSpec, corpus, dist_: Distributed, show: 
         state = TrainState(**ck["training"]["state"])
     run = _Run(profile, spec, out, chash, dist_, model, base, spec_tf, opt, sched, per_step,
                valid, state, spe, epochs, t_start)
-    return run, RemixDataset(source, setting, cfg, seed=cfg.seed)
+    return run, RemixDataset(source, setting, cfg, seed=cfg.seed, sides=sides)
 
 
 # --------------------------------------------------------------------------------------------
