@@ -2,13 +2,15 @@
 
 1. ``best.pt`` of the ship run -> ``lib/guitarsep/resources/si_umx_prior.pt`` (float16
    weights, provenance sidecar), the model ``guitarsep separate`` uses by default;
-2. the exported file, the model it replaces (``si_umx_soft``), the score-only mask and the
-   oracle are scored (SI-SDR) on the ship corpus's test clips (seen, a-d, identical to the
-   default corpus's) and on the out-of-family clips -> ``data/results/ship/card_scores.csv``;
-3. the model card ``lib/guitarsep/resources/si_umx_prior.md``: data, training, medians per
-   cell beside the score-only mask and the oracle, the issue's verdict per out-of-family cell.
+2. ``make reproduce`` (03_evaluate) scores the shipped file on the corpus's test clips and
+   on the out-of-family clips beside the default profile's models, the score-only mask and the
+   oracle (``data/results/default/generalization_scores.csv``);
+3. the model card ``lib/guitarsep/resources/si_umx_prior.md`` from those tables: data,
+   training, medians per cell beside the model it replaced, the score-only mask and the
+   oracle, and the issue's verdict per out-of-family cell.
 
-    guitarsep train --profile ship && python scripts/ship_model.py [--skip-export]
+    guitarsep train --profile ship && python scripts/ship_model.py     # 1
+    make reproduce && python scripts/ship_model.py --skip-export --bench bench.json   # 2, 3
 """
 from __future__ import annotations
 
@@ -21,11 +23,10 @@ import pandas as pd
 
 from guitarsep import RESOURCES
 from guitarsep.config import load_profile
-from guitarsep.corpus import build_corpus, load_corpus
-from guitarsep.corpus.out_of_family import build_out_of_family
+from guitarsep.corpus import load_corpus
 from guitarsep.corpus.variety import HELD_OUT, timbre_family
-from guitarsep.evaluation.out_of_family import against_score_only, score_models
-from guitarsep.models.checkpoint import export_model, load_model
+from guitarsep.evaluation.out_of_family import GENERALIZATION_CSV, against_score_only
+from guitarsep.models.checkpoint import export_model
 from guitarsep.training.loop import run_dir
 
 NAME = "si_umx_prior"
@@ -46,12 +47,22 @@ def export(profile, out_dir: Path) -> dict:
     return export_model(rd / "best.pt", out_dir / f"{NAME}.pt", prov, dtype="float16")
 
 
-def score_everything(profile, model_path: Path) -> pd.DataFrame:
-    models = {f"shipped-{NAME}": load_model(model_path), f"before-{BEFORE}": load_model(BEFORE),
-              "score_only": "score_only", "oracle_irm": "oracle_irm"}
-    frames = [score_models(c, models, mask=profile.mask)
-              for c in (build_corpus(profile), build_out_of_family(profile))]
-    return pd.concat(frames, ignore_index=True)
+def card_scores(default) -> pd.DataFrame:
+    """The card's per-clip table, from the default profile's committed results (one source
+    of truth with the figures): the shipped model's rows of ``generalization_scores.csv``
+    (corpus test clips and out-of-family clips), the model it replaces (the default
+    profile's SI-UMX soft, which ``si_umx_soft.pt`` exports), the score-only mask and the
+    oracle, each on the same clips."""
+    scores = pd.read_csv(default.results_dir / "scores.csv", dtype={"clip_id": str})
+    general = pd.read_csv(default.results_dir / GENERALIZATION_CSV, dtype={"clip_id": str})
+    corpus = scores[(scores.setting == "modern")
+                    & scores.model.isin([BEFORE, "score_only", "oracle_irm"])]
+    oof = general[general.scenario.str.startswith("oof_")
+                  & general.model.isin([BEFORE, "score_only", "oracle_irm"])]
+    shipped = general[general.model == f"shipped-{NAME}"]
+    both = pd.concat([corpus, oof, shipped], ignore_index=True)
+    both["model"] = both.model.replace({BEFORE: f"before-{BEFORE}"})
+    return both
 
 
 def data_summary(profile) -> list[str]:
@@ -67,11 +78,17 @@ def data_summary(profile) -> list[str]:
         fam = Counter(timbre_family(s) if s["source"] == "soundfont" else s["source"]
                       for s in used)
         fonts = sorted({s["soundfont"] for s in used if s["source"] == "soundfont"})
-        lines.append(f"- **{split}**: {r.piece_id.nunique()} pieces, {len(r)} part renderings, "
-                     f"{hours:.1f} h of rendered parts; {len(used)} drawn timbres "
-                     f"({', '.join(f'{k} {v}' for k, v in sorted(fam.items()))}); soundfonts "
-                     f"{', '.join(fonts)} (all guitar programs 24-31); effects drawn per "
-                     "rendering; playing departs from the score (`corpus.variety.perform`).")
+        head = (f"- **{split}**: {r.piece_id.nunique()} pieces, {len(r)} part renderings, "
+                f"{hours:.1f} h of rendered parts; ")
+        if not used:
+            lines.append(head + f"the seen timbres of `resources/timbres.csv` "
+                         f"({r.timbre_id.nunique()} of them: TimGM6mb, FluidR3_GM).")
+            continue
+        lines.append(head + f"{len(used)} drawn timbres (soundfont ag {fam.get('ag', 0)}, "
+                     f"soundfont eg {fam.get('eg', 0)}, our additive/FM synthesis "
+                     f"{fam.get('additive', 0)}); soundfonts {', '.join(fonts)} (all guitar "
+                     "programs 24-31); effects drawn per rendering; playing departs from the "
+                     "score (`corpus.variety.perform`).")
     held = ", ".join(f"`{k}` ({src}{', ' + sf if sf else ''})" for k, (src, sf) in HELD_OUT.items())
     lines.append(f"- **held out of training** (out-of-family test): {held}; MuseScore General "
                  "(the corpus's unseen pool, scenarios c/d) is not trained on either.")
@@ -100,9 +117,9 @@ def verdict_table(scores: pd.DataFrame) -> list[str]:
     v = against_score_only(oof, f"shipped-{NAME}")
     lines = ["| family | cell | model | score-only | gain (target >= 3 dB) | clips better "
              "(target >= 90 %) |", "|---|---|---|---|---|---|"]
-    for (s, c), r in v.iterrows():
-        lines.append(f"| {s} | {c} | {r.model_median:.2f} | {r.reference_median:.2f} | "
-                     f"{r.gain_db:+.2f} | {r.share_better:.0%} |")
+    for r in v.itertuples(index=False):
+        lines.append(f"| {r.scenario} | {r.combination} | {r.model_median:.2f} | "
+                     f"{r.reference_median:.2f} | {r.gain_db:+.2f} | {r.share_better:.0%} |")
     return lines
 
 
@@ -121,13 +138,18 @@ def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict
             f" loss: SI-SDR of the waveform (inverse STFT of the masked mixture); absolute level "
             f"+-{profile.train.level_db:g} dB, relative +-{profile.train.gain_db:g} dB, "
             f"same-timbre pairs {profile.train.p_same_timbre:.0%}.",
-            f"- wall time {run.get('wall_s', 0) / 60:.0f} min on {run.get('device')}; "
+            f"- wall time {run.get('wall_s', 0) / 60:.0f} min on {run.get('device')} "
+            f"({run.get('wall_s', 0) / max(1, run.get('steps') or 1):.3f} s per step of batch "
+            f"{profile.train.batch_size} x {profile.train.seq_frames} frames, mean over the "
+            "run, validation included); "
             f"{run.get('params')} parameters; file {side['size_bytes'] / 1e6:.1f} MB "
             f"({side['dtype']}), sha256 {side['sha256'][:12]}; commit {side.get('commit')}.",
             "", "## Test medians (SI-SDR, dB)", "",
-            "Corpus test clips (scenarios seen, a-d; the default corpus's, identical) and the "
-            "out-of-family families (sound sources no training clip uses). `before` is the model "
-            "this one replaced (trained on the default corpus's three GM soundfonts).", "",
+            "The default corpus's test clips (scenarios seen, a-d) and the out-of-family "
+            "families (sound sources no training clip uses), from "
+            "`data/results/default/scores.csv` and `generalization_scores.csv`. `before` is "
+            "the model this one replaced as the default (`si_umx_soft.pt`: the default "
+            "profile's SI-Open-Unmix soft, trained on the seen pool's two GM soundfonts).", "",
             *cell_table(scores), "", "## Against the score-only mask, out of family", "",
             *verdict_table(scores), ""]
     if bench:
@@ -140,16 +162,20 @@ def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--skip-export", action="store_true", help="score the file already shipped")
+    ap.add_argument("--skip-export", action="store_true",
+                    help="keep the file already shipped and write its card from the results")
     ap.add_argument("--bench", default=None, help="JSON printed by scripts/bench_separate.py")
     args = ap.parse_args(argv)
     profile = load_profile("ship")
     path = RESOURCES / f"{NAME}.pt"
-    side = (json.loads(path.with_suffix(".json").read_text()) if args.skip_export
-            else export(profile, RESOURCES))
-    scores = score_everything(profile, path)
-    profile.results_dir.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(profile.results_dir / "card_scores.csv", index=False, float_format="%.4f")
+    if not args.skip_export:
+        # the results tables scored the previous file: score this one before writing a card
+        export(profile, RESOURCES)
+        print(f"exported {path}; now `make reproduce` (03 scores it), then "
+              "`python scripts/ship_model.py --skip-export [--bench bench.json]` writes its card")
+        return 0
+    side = json.loads(path.with_suffix(".json").read_text())
+    scores = card_scores(load_profile("default"))
     bench = json.loads(Path(args.bench).read_text()) if args.bench else None
     write_card(profile, side, scores, RESOURCES / f"{NAME}.md", bench)
     print((RESOURCES / f"{NAME}.md").read_text())

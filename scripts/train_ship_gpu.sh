@@ -4,7 +4,7 @@
 # Python with a CUDA torch, or internet to install one. Writes best.pt, run.json, log.csv and
 # the exported si_umx_prior.pt/.json under $OUT (default ./out). Copy them back, put
 # run.json/best.pt under data/ship/models/modern-si_umx_prior/ and run
-# `python scripts/ship_model.py` on the CPU machine to score the model and write its card.
+# the steps of DEVELOPERS.md from `python scripts/ship_model.py` on (export, `make reproduce`, card).
 # Not run on a GPU yet (no device was lent to the session that wrote it): expect to adapt.
 set -euo pipefail
 OUT=${OUT:-$PWD/out}

@@ -49,16 +49,23 @@ def test_all_notebooks_run_on_smoke(tmp_path, monkeypatch):
                             parameters={"profile": "smoke"}, kernel_name="python3",
                             cwd=str(ROOT / "notebooks"), progress_bar=False)
     figures = tmp_path / "build" / "figures" / "smoke"
-    for name in ("low_res.png", "modern.png", "unseen.png", "robustness.png"):
+    for name in ("low_res.png", "modern.png", "unseen.png", "generalization.png",
+                 "robustness.png"):
         assert (figures / name).stat().st_size > 10_000, name
+    # 03's out-of-family table: the figure's models and the shipped one, on every family
+    general = pd.read_csv(tmp_path / "data" / "results" / "smoke" / "generalization_scores.csv")
+    assert {"oof_sample", "oof_fm", "oof_karplus", "seen"} <= set(general["scenario"])
+    assert general["model"].str.startswith("shipped-").any()
+    assert {"si_umx_soft", "umx_blind", "score_only", "oracle_irm"} <= set(general["model"])
     robustness = pd.read_csv(tmp_path / "data" / "results" / "smoke" / "robustness.csv")
     assert set(robustness["kind"]) >= {"none", "global_offset", "missing_notes"}
     assert robustness["si_sdr"].notna().all()
     # `guitarsep figures` redraws every figure, robustness.png included, from the tables
     from guitarsep.app import cli
     assert cli.main(["figures", "--profile", "smoke", "--root", str(tmp_path), "--quiet"]) == 0
-    side = json.loads((figures / "robustness.json").read_text())
-    assert side["provenance"]["redrawn_by"] == "guitarsep figures"
+    for name in ("robustness", "generalization"):
+        side = json.loads((figures / f"{name}.json").read_text())
+        assert side["provenance"]["redrawn_by"] == "guitarsep figures"
     scores = pd.read_csv(tmp_path / "data" / "results" / "smoke" / "scores.csv")
     assert len(scores) > 0 and scores["si_sdr"].notna().all()
     provenance = json.loads((figures / "provenance.json").read_text())

@@ -392,7 +392,8 @@ def test_shipped_model_missing_says_how(files, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(checkpoint, "RESOURCES", tmp_path / "empty_resources")
     rc, err = run_cli(capsys, files / "mix.wav", "--score", files / "song.mid", "--part",
                       "Lead", "-o", tmp_path / "o.wav")
-    assert_one_line_error(rc, err, "si_umx_soft.pt", "guitarsep train", "guitarsep export")
+    assert_one_line_error(rc, err, f"{checkpoint.DEFAULT_MODEL}.pt", "guitarsep train",
+                          "guitarsep export")
     assert not (tmp_path / "o.wav").exists()
 
 

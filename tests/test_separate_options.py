@@ -270,7 +270,7 @@ def test_many_files_default_model_loaded_once(files, takes, tmp_path, capsys, mo
     rec, scores = takes
     res = tmp_path / "resources"
     res.mkdir()
-    shutil.copy(files / "tiny.pt", res / "si_umx_soft.pt")
+    shutil.copy(files / "tiny.pt", res / f"{checkpoint.DEFAULT_MODEL}.pt")
     monkeypatch.setattr(checkpoint, "RESOURCES", res)
     loads = []
     real = checkpoint.load_model
