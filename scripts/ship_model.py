@@ -2,15 +2,15 @@
 
 1. ``best.pt`` of the ship run -> ``lib/guitarsep/resources/si_umx_prior.pt`` (float16
    weights, provenance sidecar), the model ``guitarsep separate`` uses by default;
-2. ``make reproduce`` (03_evaluate) scores the shipped file on the corpus's test clips and
-   on the out-of-family clips beside the default profile's models, the score-only mask and the
-   oracle (``data/results/default/generalization_scores.csv``);
-3. the model card ``lib/guitarsep/resources/si_umx_prior.md`` from those tables: data,
+2. ``--skip-export``: the shipped file, the model it replaces, the score-only mask and the
+   oracle are scored on the default corpus's test clips and the out-of-family clips
+   (``data/results/ship/card_scores.csv``);
+3. the model card ``lib/guitarsep/resources/si_umx_prior.md`` from that table: data,
    training, medians per cell beside the model it replaced, the score-only mask and the
    oracle, and the issue's verdict per out-of-family cell.
 
     guitarsep train --profile ship && python scripts/ship_model.py     # 1
-    make reproduce && python scripts/ship_model.py --skip-export --bench bench.json   # 2, 3
+    python scripts/ship_model.py --skip-export --bench bench.json      # 2, 3
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ import pandas as pd
 
 from guitarsep import RESOURCES
 from guitarsep.config import load_profile
-from guitarsep.corpus import load_corpus
+from guitarsep.corpus import build_corpus, load_corpus
+from guitarsep.corpus.out_of_family import build_out_of_family
 from guitarsep.corpus.variety import HELD_OUT, timbre_family
-from guitarsep.evaluation.out_of_family import GENERALIZATION_CSV, against_score_only
-from guitarsep.models.checkpoint import export_model
+from guitarsep.evaluation.out_of_family import against_score_only, score_models
+from guitarsep.models.checkpoint import export_model, load_model
 from guitarsep.training.loop import run_dir
 
 NAME = "si_umx_prior"
@@ -47,22 +48,19 @@ def export(profile, out_dir: Path) -> dict:
     return export_model(rd / "best.pt", out_dir / f"{NAME}.pt", prov, dtype="float16")
 
 
-def card_scores(default) -> pd.DataFrame:
-    """The card's per-clip table, from the default profile's committed results (one source
-    of truth with the figures): the shipped model's rows of ``generalization_scores.csv``
-    (corpus test clips and out-of-family clips), the model it replaces (the default
-    profile's SI-UMX soft, which ``si_umx_soft.pt`` exports), the score-only mask and the
-    oracle, each on the same clips."""
-    scores = pd.read_csv(default.results_dir / "scores.csv", dtype={"clip_id": str})
-    general = pd.read_csv(default.results_dir / GENERALIZATION_CSV, dtype={"clip_id": str})
-    corpus = scores[(scores.setting == "modern")
-                    & scores.model.isin([BEFORE, "score_only", "oracle_irm"])]
-    oof = general[general.scenario.str.startswith("oof_")
-                  & general.model.isin([BEFORE, "score_only", "oracle_irm"])]
-    shipped = general[general.model == f"shipped-{NAME}"]
-    both = pd.concat([corpus, oof, shipped], ignore_index=True)
-    both["model"] = both.model.replace({BEFORE: f"before-{BEFORE}"})
-    return both
+def card_scores(profile) -> pd.DataFrame:
+    """The card's per-clip SI-SDR: the shipped file, the model it replaces (``si_umx_soft.pt``),
+    the score-only mask and the oracle on the default corpus's test clips (seen, a-d) and on
+    the out-of-family clips; written to ``data/results/ship/card_scores.csv``."""
+    default = load_profile("default")
+    models = {f"shipped-{NAME}": load_model(NAME), f"before-{BEFORE}": load_model(BEFORE),
+              "score_only": "score_only", "oracle_irm": "oracle_irm"}
+    scores = pd.concat([score_models(c, models, mask=default.mask)
+                        for c in (build_corpus(default), build_out_of_family(default))],
+                       ignore_index=True)
+    profile.results_dir.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(profile.results_dir / "card_scores.csv", index=False, float_format="%.4f")
+    return scores
 
 
 def data_summary(profile) -> list[str]:
@@ -126,7 +124,7 @@ def verdict_table(scores: pd.DataFrame) -> list[str]:
 def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict | None
                ) -> None:
     run = side.get("training_run", {})
-    text = [f"# Model card: `{NAME}` (shipped, default of `guitarsep separate`)", "",
+    text = [f"# Model card: `{NAME}` (shipped; `guitarsep separate --model {NAME}`)", "",
             "The score-prior SI-Open-Unmix (`guitarsep.models.prior_umx`): log-compressed, "
             "per-frame-normalised mixture features and both parts' soft score masks in, a "
             "correction of the soft score mask out. Trained by `guitarsep train --profile ship`, "
@@ -147,8 +145,8 @@ def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict
             "", "## Test medians (SI-SDR, dB)", "",
             "The default corpus's test clips (scenarios seen, a-d) and the out-of-family "
             "families (sound sources no training clip uses), from "
-            "`data/results/default/scores.csv` and `generalization_scores.csv`. `before` is "
-            "the model this one replaced as the default (`si_umx_soft.pt`: the default "
+            "`data/results/ship/card_scores.csv`. `before` is "
+            "the default model of `guitarsep separate` (`si_umx_soft.pt`: the default "
             "profile's SI-Open-Unmix soft, trained on the seen pool's two GM soundfonts).", "",
             *cell_table(scores), "", "## Against the score-only mask, out of family", "",
             *verdict_table(scores), ""]
@@ -171,11 +169,14 @@ def main(argv=None) -> int:
     if not args.skip_export:
         # the results tables scored the previous file: score this one before writing a card
         export(profile, RESOURCES)
-        print(f"exported {path}; now `make reproduce` (03 scores it), then "
-              "`python scripts/ship_model.py --skip-export [--bench bench.json]` writes its card")
+        print(f"exported {path}; `python scripts/ship_model.py --skip-export "
+              "[--bench bench.json]` scores it and writes its card")
         return 0
     side = json.loads(path.with_suffix(".json").read_text())
-    scores = card_scores(load_profile("default"))
+    table = profile.results_dir / "card_scores.csv"
+    fresh = table.is_file() and table.stat().st_mtime > path.stat().st_mtime
+    scores = (pd.read_csv(table, dtype={"clip_id": str}) if fresh    # this file, scored
+              else card_scores(profile))
     bench = json.loads(Path(args.bench).read_text()) if args.bench else None
     write_card(profile, side, scores, RESOURCES / f"{NAME}.md", bench)
     print((RESOURCES / f"{NAME}.md").read_text())

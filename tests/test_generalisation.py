@@ -2,6 +2,8 @@
 families, the score-prior network, the SI-SDR loss and the out-of-family scoring."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,21 @@ def test_performance_departs_from_the_score_but_keeps_its_notes():
     assert np.allclose(np.diff(strum), 0.01)                 # one string after another
     assert perform(chord, perf) == played                    # seeded
     assert perform(chord, None) is chord
+
+
+def test_shipped_model_is_the_score_prior_network_with_its_card():
+    """The ship profile's score-prior network is shipped (``--model si_umx_prior``), under
+    20 MB, with the model card scripts/ship_model.py wrote from its test scores. It is not
+    the default: it did not beat si_umx_soft on the corpus's test clips (its card)."""
+    from guitarsep import RESOURCES
+    from guitarsep.models.checkpoint import DEFAULT_MODEL, load_model
+
+    lm = load_model("si_umx_prior")
+    assert lm.name == "si_umx_prior" and DEFAULT_MODEL == "si_umx_soft"
+    assert (RESOURCES / "si_umx_prior.pt").stat().st_size < 20e6
+    side = json.loads((RESOURCES / "si_umx_prior.json").read_text())
+    assert side["profile"] == "ship" and side["training_run"]["steps"] > 0
+    card = (RESOURCES / "si_umx_prior.md").read_text()
+    for needle in ("## Data", "## Training", "oof_sample", "oof_fm", "oof_karplus",
+                   "score_only", "oracle_irm", "corpus test"):
+        assert needle in card, needle
