@@ -86,8 +86,8 @@ def _cmd_out_of_family(profile, args) -> int:
 
 def _add_oof_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shipped", nargs="*", default=[],
-                   help="shipped model names to score besides the profile's (default: the "
-                        "model `guitarsep separate` uses)")
+                   help="shipped model names to score besides the profile's (default: "
+                        "si_umx_prior, the ship profile's network)")
 
 
 def _read_scores(profile):
