@@ -141,7 +141,7 @@ def _cmd_demo_page(profile, args) -> int:
     from guitarsep.app.listening import load_listen_models
     from guitarsep.corpus import load_corpus
     from guitarsep.corpus.out_of_family import build_out_of_family
-    from guitarsep.evaluation.out_of_family import read_generalization
+    from guitarsep.evaluation.out_of_family import SHIPPED_NETWORK, read_generalization
     from guitarsep.models.checkpoint import load_model
 
     scores = _read_scores(profile)
@@ -149,7 +149,7 @@ def _cmd_demo_page(profile, args) -> int:
         return 1
     try:
         corpus = load_corpus(profile)
-        models = {**load_listen_models(profile), "shipped": load_model()}
+        models = {**load_listen_models(profile), "shipped": load_model(SHIPPED_NETWORK)}
     except FileNotFoundError as err:
         print(f"guitarsep: {err}", file=sys.stderr)
         return 1

@@ -19,8 +19,8 @@ Decisions:
   (9 more).
 - **Models.** By default the three of ``figures/unseen.png`` (soft / binary / blind
   Open-Unmix, modern; :data:`guitarsep.app.listening.LISTEN_MODELS`), loaded with
-  :func:`guitarsep.training.loop.load_trained`, and the shipped model (the default of
-  ``guitarsep separate``); any ``{label: network | ModelSpec | LoadedModel | reference
+  :func:`guitarsep.training.loop.load_trained`, and the shipped score-prior network
+  (``si_umx_prior``, the model of generalization.png); any ``{label: network | ModelSpec | LoadedModel | reference
   name}`` works. Estimates come from :func:`guitarsep.separation.separate.separate_clip`, the
   evaluation's path.
 - **Pictures.** One PNG per clip at screen resolution (640 px wide, ~100 KB): the
@@ -123,12 +123,13 @@ def _resolve_models(profile: Profile, models: Mapping | None, device: str
     """``({label: network | reference name}, {label: (model, setting) key of the results
     tables})``. A ``LoadedModel`` is a shipped model file: its rows are ``shipped-<name>``
     (``evaluation.out_of_family.run_generalization``). Default: :data:`LISTEN_MODELS` and
-    the shipped model (``checkpoint.DEFAULT_MODEL``)."""
+    the shipped score-prior network (``out_of_family.SHIPPED_NETWORK``)."""
+    from guitarsep.evaluation.out_of_family import SHIPPED_NETWORK
     from guitarsep.models.checkpoint import LoadedModel, load_model
     from guitarsep.training.loop import load_trained
 
     if models is None:
-        models = {**LISTEN_MODELS, "shipped": load_model()}
+        models = {**LISTEN_MODELS, "shipped": load_model(SHIPPED_NETWORK)}
     nets, keys = {}, {}
     for label, m in models.items():
         if isinstance(m, LoadedModel):
@@ -142,9 +143,7 @@ def _resolve_models(profile: Profile, models: Mapping | None, device: str
     return nets, keys
 
 
-def _si_sdr(scores: pd.DataFrame | None, clip_id: str, key: tuple[str, str]) -> float | None:
-    if scores is None:
-        return None
+def _si_sdr(scores: pd.DataFrame, clip_id: str, key: tuple[str, str]) -> float | None:
     r = scores[(scores["clip_id"] == clip_id) & (scores["model"] == key[0])
                & (scores["setting"] == key[1])]
     if r.empty or pd.isna(r["si_sdr"].iloc[0]):
