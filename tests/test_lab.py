@@ -319,16 +319,27 @@ def test_listen_notebook_in_jupyterlab(lab_server, smoke_corpus, tmp_path):
         # every code cell of the notebook (the DOM may not hold them all before they render)
         n_cells = sum(c.cell_type == "code" for c in nbformat.read(nb_path, as_version=4).cells)
         _run_all_cells(drv)
-        state = {}
+        state = {"reruns": 0}
+        cleared_since = []
 
         def done():
             prompts = drv.execute_script(_PROMPTS)
             state.update(prompts=prompts, kernel=drv.execute_script(_KERNEL_IDLE))
+            # a kernel that died and restarted under load leaves every prompt "[ ]" and the
+            # kernel idle: after 20 s of that, run all cells once more (not a test failure)
+            idle_clear = state["kernel"] == "idle" and all(p == "[ ]:" for p in prompts)
+            cleared_since[:] = ([cleared_since[0] if cleared_since else time.monotonic()]
+                                if idle_clear else [])
+            if cleared_since and time.monotonic() - cleared_since[0] > 20 and state["reruns"] < 1:
+                state["reruns"] += 1
+                _accept_dialogs(drv)
+                _run_all_cells(drv)
+                cleared_since.clear()
             return (len(prompts) == n_cells
                     and all(p[1:-2].strip().isdigit() for p in prompts)) or bool(
                 drv.execute_script(_ERRORS))
 
-        _wait(done, 150, "Run All Cells to finish", poll=0.5, state=state)
+        _wait(done, 210, "Run All Cells to finish", poll=0.5, state=state)
         timing["run_all_s"] = round(time.perf_counter() - t0 - timing["open_s"], 1)
         errors = drv.execute_script(_ERRORS)
         assert not errors, errors
