@@ -2,9 +2,10 @@
 
 Makes a ``--minutes`` (10) long stereo ``--sr`` (48 kHz) recording by tiling a rendered
 two-part piece (30 s, seen timbres; written block by block, so this process stays small), a
-MIDI score of both parts (tiled the same way), and a model of the default size (si_umx_soft,
-modern, hidden_size 256; untrained weights unless ``--model`` names a file: the cost does not
-depend on the weights), then runs the command line path in a child process::
+MIDI score of both parts (tiled the same way), and a model: by default one of the default
+network size (si_umx_soft, modern, hidden_size 256, untrained: the cost does not depend on
+the weights), or ``--model`` (a file, or a model name such as ``score_nmf``, the default of
+``guitarsep separate``), then runs the command line path in a child process::
 
     guitarsep separate MIX --score SCORE.mid --part Lead --model M -o OUT.wav
 

@@ -26,12 +26,14 @@ from guitarsep.config import load_profile
 from guitarsep.corpus import build_corpus, load_corpus
 from guitarsep.corpus.out_of_family import build_out_of_family
 from guitarsep.corpus.variety import HELD_OUT, timbre_family
-from guitarsep.evaluation.out_of_family import against_score_only, score_models
+from guitarsep.evaluation.model_card import cell_table, verdict_table
+from guitarsep.evaluation.out_of_family import score_models
 from guitarsep.models.checkpoint import export_model, load_model
 from guitarsep.training.loop import run_dir
 
 NAME = "si_umx_prior"
 BEFORE = "si_umx_soft"
+CARD_COLUMNS = [f"shipped-{NAME}", f"before-{BEFORE}", "score_only", "oracle_irm"]
 RUN_KEYS = ("best_epoch", "best_valid_loss", "best_valid_si_sdr", "config_hash", "device",
             "epochs", "key", "steps", "wall_s", "git_commit", "params")
 
@@ -93,34 +95,6 @@ def data_summary(profile) -> list[str]:
     return lines
 
 
-def cell_table(scores: pd.DataFrame) -> list[str]:
-    cols = [f"shipped-{NAME}", f"before-{BEFORE}", "score_only", "oracle_irm"]
-    med = scores.pivot_table(index=["scenario", "combination"], columns="model",
-                             values="si_sdr", aggfunc="median")
-    n = scores.groupby(["scenario", "combination"]).clip_id.nunique()
-    lines = ["| scenario | cell | clips | " + " | ".join(cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
-    for (s, c), row in med.iterrows():
-        lines.append(f"| {s} | {c} | {n[(s, c)]} | "
-                     + " | ".join(f"{row[m]:.2f}" for m in cols) + " |")
-    corpus = scores[~scores.scenario.str.startswith("oof_")]
-    all_med = corpus.groupby("model").si_sdr.median()
-    lines.append(f"| corpus test (seen, a-d) | all | {corpus.clip_id.nunique()} | "
-                 + " | ".join(f"**{all_med[m]:.2f}**" for m in cols) + " |")
-    return lines
-
-
-def verdict_table(scores: pd.DataFrame) -> list[str]:
-    oof = scores[scores.scenario.str.startswith("oof_")]
-    v = against_score_only(oof, f"shipped-{NAME}")
-    lines = ["| family | cell | model | score-only | gain (target >= 3 dB) | clips better "
-             "(target >= 90 %) |", "|---|---|---|---|---|---|"]
-    for r in v.itertuples(index=False):
-        lines.append(f"| {r.scenario} | {r.combination} | {r.model_median:.2f} | "
-                     f"{r.reference_median:.2f} | {r.gain_db:+.2f} | {r.share_better:.0%} |")
-    return lines
-
-
 def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict | None
                ) -> None:
     run = side.get("training_run", {})
@@ -148,8 +122,9 @@ def write_card(profile, side: dict, scores: pd.DataFrame, out: Path, bench: dict
             "`data/results/ship/card_scores.csv`. `before` is "
             "the default model of `guitarsep separate` (`si_umx_soft.pt`: the default "
             "profile's SI-Open-Unmix soft, trained on the seen pool's two GM soundfonts).", "",
-            *cell_table(scores), "", "## Against the score-only mask, out of family", "",
-            *verdict_table(scores), ""]
+            *cell_table(scores, CARD_COLUMNS), "",
+            "## Against the score-only mask, out of family", "",
+            *verdict_table(scores, f"shipped-{NAME}"), ""]
     if bench:
         text += ["## Speed (`scripts/bench_separate.py`)", "",
                  f"{bench['audio_s'] / 60:.0f} min stereo {bench['sr']} Hz: "

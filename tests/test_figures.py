@@ -181,7 +181,7 @@ def test_generalization_figure_counts_every_family(tmp_path):
     meta = json.loads((tmp_path / "generalization.json").read_text())
     n = meta["n_clips"]
     # seen: 3 combinations x 6 clips from scores.csv; shipped: 3 x 3 from its corpus rows
-    assert n["Soft"]["seen"] == 18 and n["Shipped (score prior)"]["seen"] == 9
+    assert n["Soft"]["seen"] == 18 and n["Shipped (score NMF)"]["seen"] == 9
     # unseen soundfont = scenarios c (3 combinations) + d (2): 5 x 6 clips
     assert n["Blind"]["unseen soundfont"] == 30
     assert n["Oracle ratio mask"]["OPL3 FM"] == 3 * 4

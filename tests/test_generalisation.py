@@ -154,11 +154,26 @@ def test_shipped_model_is_the_score_prior_network_with_its_card():
     from guitarsep.models.checkpoint import DEFAULT_MODEL, load_model
 
     lm = load_model("si_umx_prior")
-    assert lm.name == "si_umx_prior" and DEFAULT_MODEL == "si_umx_soft"
+    assert lm.name == "si_umx_prior" and DEFAULT_MODEL != "si_umx_prior"
     assert (RESOURCES / "si_umx_prior.pt").stat().st_size < 20e6
     side = json.loads((RESOURCES / "si_umx_prior.json").read_text())
     assert side["profile"] == "ship" and side["training_run"]["steps"] > 0
     card = (RESOURCES / "si_umx_prior.md").read_text()
     for needle in ("## Data", "## Training", "oof_sample", "oof_fm", "oof_karplus",
                    "score_only", "oracle_irm", "corpus test"):
+        assert needle in card, needle
+
+
+def test_default_model_is_the_score_nmf_with_its_card():
+    """``guitarsep separate`` defaults to the score-informed NMF (no file, no weights); its
+    card (scripts/card_score_nmf.py) has a median for every test cell and the verdict."""
+    from guitarsep import RESOURCES
+    from guitarsep.models.checkpoint import DEFAULT_MODEL, SCORE_NMF, load_model
+
+    lm = load_model(None)
+    assert DEFAULT_MODEL == SCORE_NMF and lm.name == SCORE_NMF and lm.path is None
+    assert lm.model.score_kind == "notes"
+    card = (RESOURCES / "score_nmf.md").read_text()
+    for needle in ("oof_sample", "oof_fm", "oof_karplus", "score_only", "oracle_irm",
+                   "corpus test", "| d | ag+ag |", "## Against the score-only mask"):
         assert needle in card, needle

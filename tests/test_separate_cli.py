@@ -268,17 +268,15 @@ def test_align_option(files, capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# no accompaniment: binary-model fallback, or soft model with a warning
+# no accompaniment: the default NMF models the other guitar freely; a soft network warns
 # --------------------------------------------------------------------------------------------
 
-def test_no_accomp_falls_back_to_binary_model(files, tmp_path, monkeypatch, capsys):
-    _save_checkpoint(tmp_path / "bin.pt", name="si_umx_binary")
-    export_model(tmp_path / "bin.pt", tmp_path / "si_umx_binary.pt", {})
-    monkeypatch.setattr(checkpoint, "RESOURCES", tmp_path)
+def test_no_accomp_default_model_runs_without_warning(files, tmp_path, capsys):
     rc, err = run_cli(capsys, files / "mix.wav", "--score", files / "a.txt",
                       "-o", tmp_path / "o.wav")
     assert rc == 0, err
-    assert "binary-mask model si_umx_binary" in err and "warning" not in err
+    assert "model score_nmf" in err and "warning" not in err
+    assert (tmp_path / "o.wav").is_file()
 
 
 def test_no_accomp_soft_model_warns(files, capsys, tmp_path):
@@ -391,8 +389,8 @@ def test_missing_model_file_and_name(files, tmp_path, capsys):
 def test_shipped_model_missing_says_how(files, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(checkpoint, "RESOURCES", tmp_path / "empty_resources")
     rc, err = run_cli(capsys, files / "mix.wav", "--score", files / "song.mid", "--part",
-                      "Lead", "-o", tmp_path / "o.wav")
-    assert_one_line_error(rc, err, f"{checkpoint.DEFAULT_MODEL}.pt", "guitarsep train",
+                      "Lead", "--model", "si_umx_soft", "-o", tmp_path / "o.wav")
+    assert_one_line_error(rc, err, "si_umx_soft.pt", "guitarsep train",
                           "guitarsep export")
     assert not (tmp_path / "o.wav").exists()
 

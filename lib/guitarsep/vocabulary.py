@@ -78,6 +78,6 @@ GENERALIZATION_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 SHIPPED_LABEL: str = "shipped"
 #: (model, legend label) of ``figures/generalization.png``, in legend order.
 GENERALIZATION_MODELS: tuple[tuple[str, str], ...] = (
-    (SHIPPED_LABEL, "Shipped (score prior)"), ("si_umx_soft", "Soft"),
+    (SHIPPED_LABEL, "Shipped (score NMF)"), ("si_umx_soft", "Soft"),
     ("si_umx_binary", "Binary"), ("umx_blind", "Blind"), ("score_only", "Score mask only"),
     ("oracle_irm", "Oracle ratio mask"))

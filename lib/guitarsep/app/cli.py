@@ -87,7 +87,7 @@ def _cmd_out_of_family(profile, args) -> int:
 def _add_oof_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shipped", nargs="*", default=[],
                    help="shipped model names to score besides the profile's (default: "
-                        "si_umx_prior, the ship profile's network)")
+                        "score_nmf, the default of `guitarsep separate`)")
 
 
 def _read_scores(profile):
@@ -141,7 +141,7 @@ def _cmd_demo_page(profile, args) -> int:
     from guitarsep.app.listening import load_listen_models
     from guitarsep.corpus import load_corpus
     from guitarsep.corpus.out_of_family import build_out_of_family
-    from guitarsep.evaluation.out_of_family import SHIPPED_NETWORK, read_generalization
+    from guitarsep.evaluation.out_of_family import SHIPPED_MODEL, read_generalization
     from guitarsep.models.checkpoint import load_model
 
     scores = _read_scores(profile)
@@ -149,7 +149,7 @@ def _cmd_demo_page(profile, args) -> int:
         return 1
     try:
         corpus = load_corpus(profile)
-        models = {**load_listen_models(profile), "shipped": load_model(SHIPPED_NETWORK)}
+        models = {**load_listen_models(profile), "shipped": load_model(SHIPPED_MODEL)}
     except FileNotFoundError as err:
         print(f"guitarsep: {err}", file=sys.stderr)
         return 1
@@ -181,12 +181,13 @@ def _add_separate_arguments(p: argparse.ArgumentParser) -> None:
                         "the only part")
     p.add_argument("--accomp", default=None,
                    help="score of the other guitar (a file, or a pattern with {stem}; "
-                        "default: the other parts of the score; without any, the "
-                        "binary-mask model is used)")
+                        "default: the other parts of the score; without any, the other "
+                        "guitar is modelled without notes)")
     p.add_argument("--accomp-part", default=None, help="part of --accomp (index or name)")
     p.add_argument("--model", default=None,
-                   help="model name (shipped with the package, default si_umx_soft) or path "
-                        "to a model / training checkpoint (best.pt) / run folder")
+                   help="model name (default score_nmf, the score-informed NMF; or a network "
+                        "shipped with the package: si_umx_soft, si_umx_binary, si_umx_prior) or "
+                        "path to a model / training checkpoint (best.pt) / run folder")
     p.add_argument("--align", action="store_true",
                    help="align the score to the recording first (DTW on chroma + onsets)")
     p.add_argument("--strict", action="store_true",

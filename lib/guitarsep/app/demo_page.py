@@ -19,10 +19,10 @@ Decisions:
   (9 more).
 - **Models.** By default the three of ``figures/unseen.png`` (soft / binary / blind
   Open-Unmix, modern; :data:`guitarsep.app.listening.LISTEN_MODELS`), loaded with
-  :func:`guitarsep.training.loop.load_trained`, and the shipped score-prior network
-  (``si_umx_prior``, the model of generalization.png); any ``{label: network | ModelSpec | LoadedModel | reference
-  name}`` works. Estimates come from :func:`guitarsep.separation.separate.separate_clip`, the
-  evaluation's path.
+  :func:`guitarsep.training.loop.load_trained`, and the shipped model (``score_nmf``, the
+  default of ``guitarsep separate`` and the model of generalization.png); any ``{label:
+  network | ModelSpec | LoadedModel | reference name}`` works. Estimates come from
+  :func:`guitarsep.separation.separate.separate_clip`, the evaluation's path.
 - **Pictures.** One PNG per clip at screen resolution (640 px wide, ~100 KB): the
   spectrograms of the mixture, the shipped model's estimate (else the first model's) and the
   true target, with the target's notes drawn over each as a piano roll
@@ -123,13 +123,13 @@ def _resolve_models(profile: Profile, models: Mapping | None, device: str
     """``({label: network | reference name}, {label: (model, setting) key of the results
     tables})``. A ``LoadedModel`` is a shipped model file: its rows are ``shipped-<name>``
     (``evaluation.out_of_family.run_generalization``). Default: :data:`LISTEN_MODELS` and
-    the shipped score-prior network (``out_of_family.SHIPPED_NETWORK``)."""
-    from guitarsep.evaluation.out_of_family import SHIPPED_NETWORK
+    the shipped model (``out_of_family.SHIPPED_MODEL``)."""
+    from guitarsep.evaluation.out_of_family import SHIPPED_MODEL
     from guitarsep.models.checkpoint import LoadedModel, load_model
     from guitarsep.training.loop import load_trained
 
     if models is None:
-        models = {**LISTEN_MODELS, "shipped": load_model(SHIPPED_NETWORK)}
+        models = {**LISTEN_MODELS, "shipped": load_model(SHIPPED_MODEL)}
     nets, keys = {}, {}
     for label, m in models.items():
         if isinstance(m, LoadedModel):

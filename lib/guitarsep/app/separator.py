@@ -90,7 +90,7 @@ class Separator:
 
     Args:
         model: a shipped model name, a model file / training checkpoint / run folder, or a
-            :class:`~guitarsep.models.checkpoint.LoadedModel` (default ``si_umx_soft``).
+            :class:`~guitarsep.models.checkpoint.LoadedModel` (default ``score_nmf``).
         device: torch device of the network.
         chunk_s: seconds per block (memory grows with it, not with the recording).
         threads: torch intra-op threads during a call (None: unchanged).

@@ -20,11 +20,12 @@ from guitarsep.config import SETTINGS, EvalConfig, MaskParams
 from guitarsep.evaluation.metrics import evaluate_clips
 
 __all__ = ["score_models", "cell_medians", "against_score_only", "run_generalization",
-           "read_generalization", "GENERALIZATION_CSV", "SHIPPED_NETWORK"]
+           "read_generalization", "GENERALIZATION_CSV", "SHIPPED_MODEL"]
 
-#: The shipped network of ``generalization.png`` ("Shipped (score prior)"): the ship profile's
-#: model, shipped beside the default ``si_umx_soft`` (its card: resources/si_umx_prior.md).
-SHIPPED_NETWORK = "si_umx_prior"
+#: The shipped model of ``generalization.png`` ("Shipped (score NMF)") and the listening page:
+#: the default of ``guitarsep separate``, the score-informed NMF (``separation.score_nmf``;
+#: its card: resources/score_nmf.md).
+SHIPPED_MODEL = "score_nmf"
 #: The results file of :func:`run_generalization` (in the profile's results folder).
 GENERALIZATION_CSV = "generalization_scores.csv"
 
@@ -95,7 +96,7 @@ def run_generalization(profile, *, shipped: tuple[str, ...] | None = None,
     """The table of ``figures/generalization.png`` (03_evaluate.ipynb, ``guitarsep
     evaluate-oof``): on the out-of-family clips (built if needed), the profile's trained
     models of every scenario (``vocabulary.ALL_SCENARIO_MODELS``), the ``shipped`` models
-    (default: :data:`SHIPPED_NETWORK`; label ``shipped-<name>``) and the references; on the
+    (default: :data:`SHIPPED_MODEL`; label ``shipped-<name>``) and the references; on the
     corpus's test clips, the shipped models only (the profile's models are in
     ``scores.csv``). Writes ``<results_dir>/generalization_scores.csv`` and returns it.
     """
@@ -105,7 +106,7 @@ def run_generalization(profile, *, shipped: tuple[str, ...] | None = None,
     from guitarsep.training.loop import load_trained
     from guitarsep.vocabulary import ALL_SCENARIO_MODELS
 
-    ship = {f"shipped-{n}": load_model(n) for n in (shipped or (SHIPPED_NETWORK,))}
+    ship = {f"shipped-{n}": load_model(n) for n in (shipped or (SHIPPED_MODEL,))}
     models: dict = {spec.name: load_trained(profile, spec) for spec in profile.models
                     if spec.key in ALL_SCENARIO_MODELS}
     models.update(ship)

@@ -34,11 +34,13 @@ from guitarsep.io import atomic_path, one_line, save_torch_atomic, sha256_hex, w
 
 __all__ = ["ModelFileError", "LoadedModel", "save_checkpoint", "read_checkpoint", "load_model",
            "export_model", "resolve_model_path", "shipped_model_path", "weights_checksum",
-           "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "DEFAULT_MODEL"]
+           "MODEL_FORMAT", "MODEL_FORMAT_VERSION", "DEFAULT_MODEL", "SCORE_NMF"]
 
 MODEL_FORMAT = "guitarsep-model"
 MODEL_FORMAT_VERSION = 2
-DEFAULT_MODEL = "si_umx_soft"
+DEFAULT_MODEL = "score_nmf"     # separation.score_nmf: no file, no weights
+#: The score-informed NMF separator: a model name that loads no file (separation.score_nmf).
+SCORE_NMF = "score_nmf"
 RUN_FILES = ("best.pt", "last.pt")      # a training run folder: the best epoch, else the last
 _MODEL_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -144,8 +146,9 @@ def _build(ck: dict, path: Path) -> tuple[torch.nn.Module, StftSetting, MaskPara
 
 
 def resolve_model_path(name_or_path: str | os.PathLike | None) -> Path:
-    """The file behind a model argument: None (``si_umx_soft``) or a registered name (its
-    shipped file), a run folder (``best.pt``, else ``last.pt``) or a file."""
+    """The file behind a model argument: a registered network name (its shipped file), a run
+    folder (``best.pt``, else ``last.pt``) or a file (``score_nmf``, the default, has none:
+    :func:`load_model` builds it)."""
     from guitarsep.models import MODEL_NAMES
 
     spec = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
@@ -161,7 +164,7 @@ def resolve_model_path(name_or_path: str | os.PathLike | None) -> Path:
         raise ModelFileError(f"{path}: model file not found")
     if spec not in MODEL_NAMES:
         raise ModelFileError(f"unknown model {spec!r}: not a file, and not one of "
-                             f"{', '.join(MODEL_NAMES)}")
+                             f"{', '.join((SCORE_NMF,) + MODEL_NAMES)}")
     path = shipped_model_path(spec)
     if not path.is_file():
         raise ModelFileError(
@@ -179,6 +182,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
     ``info`` holds the file's metadata, overlaid on its JSON sidecar when there is one.
     Raises :class:`ModelFileError` (one line) for a missing or unusable file.
     """
+    if name_or_path == SCORE_NMF or (name_or_path is None and DEFAULT_MODEL == SCORE_NMF):
+        return _score_nmf(device)
     path = resolve_model_path(name_or_path)
     ck = read_checkpoint(path)
     model, setting, mask = _build(ck, path)
@@ -192,6 +197,17 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
     info.update(ck["meta"])
     return LoadedModel(model.to(device), ck["name"], setting, dict(ck["hparams"]), mask, path,
                        info)
+
+
+def _score_nmf(device: str) -> LoadedModel:
+    """The score-informed NMF separator (no weights, no file): modern STFT, default comb
+    tolerances for its activation constraints."""
+    from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
+
+    params, mask = NmfParams(), MaskParams()
+    return LoadedModel(ScoreNmf(SETTINGS["modern"], mask, params).to(device), SCORE_NMF,
+                       SETTINGS["modern"], asdict(params), mask, None,
+                       {"kind": "score-informed NMF, no learned parameters"})
 
 
 def _plain(v):

@@ -35,7 +35,7 @@ import numpy as np
 from guitarsep.config import MaskParams
 from guitarsep.score.notes import Notes
 
-__all__ = ["binary_score_mask", "soft_score_mask", "score_masks"]
+__all__ = ["binary_score_mask", "pitch_activity", "soft_score_mask", "score_masks"]
 
 
 def binary_score_mask(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
@@ -97,6 +97,18 @@ def _pitch_activity(notes: Notes, pitch_idx: np.ndarray, n_pitches: int, n_frame
     np.add.at(delta, (first[keep], pitch_idx[keep]), 1)
     np.add.at(delta, (last[keep], pitch_idx[keep]), -1)
     return np.cumsum(delta[:-1], axis=0) > 0
+
+
+def pitch_activity(notes: Notes, n_frames: int, *, sr: int, hop: int,
+                   params: MaskParams = MaskParams()) -> tuple[np.ndarray, np.ndarray]:
+    """``(pitches, active)``: the part's distinct MIDI pitches ``(P,)`` and bool ``(n_frames,
+    P)``, which pitch sounds in which frame, with the tolerances of :func:`binary_score_mask`.
+    Used by ``separation.score_nmf`` (its activation constraints)."""
+    if len(notes) == 0 or n_frames <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((max(n_frames, 0), 0), dtype=bool)
+    pitches, pitch_idx = np.unique(notes.pitch, return_inverse=True)
+    return pitches, _pitch_activity(notes, pitch_idx, len(pitches), n_frames, sr=sr, hop=hop,
+                                    params=params)
 
 
 @functools.lru_cache(maxsize=16)

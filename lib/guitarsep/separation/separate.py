@@ -52,12 +52,12 @@ import torch
 from guitarsep.config import MaskParams, StftSetting
 from guitarsep.io import fix_length, gated_level_db, resample
 from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
-from guitarsep.score import binary_score_mask
+from guitarsep.score import Notes, binary_score_mask
 from guitarsep.vocabulary import REFERENCES
 from guitarsep.models.frontend import Spectrogram, istft, score_pair
 
 __all__ = [
-    "MODEL_INPUT_DB", "input_gain", "separate_clip", "separate_batch", "estimate_magnitude", "oracle_irm", "score_only",
+    "MODEL_INPUT_DB", "input_gain", "segment_magnitude", "separate_clip", "separate_batch", "estimate_magnitude", "oracle_irm", "score_only",
     "mixture", "wiener_target",
 ]
 
@@ -263,6 +263,34 @@ def estimate_magnitude(model: torch.nn.Module, X: torch.Tensor,
     return out.float() / gain
 
 
+def _segment_notes(notes, seg: Segment, margin_s: float = 2.0):
+    """The notes around ``seg`` with times relative to its first sample (onsets may be < 0:
+    a note sounding into the segment keeps its true onset, not a false one at the cut)."""
+    t0 = seg.start / seg.sr
+    w = notes.window(max(0.0, t0 - margin_s), (seg.stop / seg.sr) + margin_s)
+    shift = max(0.0, t0 - margin_s) - t0
+    return Notes(w.onset + shift, w.offset + shift, w.pitch, w.velocity)
+
+
+def segment_magnitude(model: torch.nn.Module, X: torch.Tensor, target_notes, accomp_notes,
+                      seg: Segment, setting: StftSetting, params: MaskParams, *,
+                      gain: float = 1.0, device: str | torch.device = "cpu") -> np.ndarray:
+    """Target magnitude ``(T, F)`` of one segment's complex STFT ``X (1, T, F)``: the one
+    place where a model meets its score. A network (``score_kind`` soft / binary / None)
+    gets the segment's comb masks (:func:`estimate_magnitude`); the score-informed NMF
+    (``score_kind == "notes"``, :class:`~guitarsep.separation.score_nmf.ScoreNmf`) gets the
+    notes themselves, relative to the segment."""
+    kind = getattr(model, "score_kind", None)
+    if kind == "notes":
+        return model.magnitude(X[0].abs().numpy(), _segment_notes(target_notes, seg),
+                               _segment_notes(accomp_notes, seg))
+    masks = None
+    if kind is not None:
+        m_t, m_a = _masks_for_segment(target_notes, accomp_notes, seg, setting, params)
+        masks = (torch.from_numpy(np.asarray(m_t))[None], torch.from_numpy(np.asarray(m_a))[None])
+    return estimate_magnitude(model, X.to(device), masks, gain)[0].cpu().numpy()
+
+
 def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
                   setting: StftSetting, *, sr: int = 44100, mask_params: MaskParams | None = None,
                   wiener_iterations: int = 1, device: str | torch.device = "cpu",
@@ -290,15 +318,11 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
     model = model.to(device)
     was_training = model.training
     model.eval()
-    needs_score = getattr(model, "score_kind", None) is not None
     gain = input_gain(gated_level_db(mix, sr))
 
     def fn(X, seg, _aux):
-        masks = None
-        if needs_score:
-            m_t, m_a = _masks_for_segment(target_notes, accomp_notes, seg, setting, params)
-            masks = (torch.from_numpy(np.asarray(m_t))[None], torch.from_numpy(np.asarray(m_a))[None])
-        return estimate_magnitude(model, X.to(device), masks, gain)[0].cpu().numpy()
+        return segment_magnitude(model, X, target_notes, accomp_notes, seg, setting, params,
+                                 gain=gain, device=device)
 
     try:
         return _run_chunked(mix, sr, setting, fn, wiener_iterations=wiener_iterations,

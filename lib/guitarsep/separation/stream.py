@@ -40,8 +40,7 @@ from guitarsep.io import fix_length, resample
 from guitarsep.models.frontend import Spectrogram, istft
 from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
 from guitarsep.separation.separate import (CHUNK_S, CONTEXT_S, OVERLAP_S, Segment,
-                                           _masks_for_segment, estimate_magnitude, input_gain,
-                                           wiener_target)
+                                           input_gain, segment_magnitude, wiener_target)
 
 __all__ = ["ArraySource", "FileSource", "stream_separate", "block_plan", "granule"]
 
@@ -105,14 +104,10 @@ class _Block:
     gain: float
     spec: Spectrogram
 
-    def masks(self, start_in: int, n_model: int):
-        if self.model.score_kind is None:
-            return None
+    def segment(self, start_in: int, n_model: int) -> Segment:
+        """The block as a segment of the recording on the model's sample grid."""
         start = round(start_in * self.setting.sr / self.sr)
-        seg = Segment(start, start + n_model, self.setting.sr, self.setting.hop)
-        m_t, m_a = _masks_for_segment(self.target_notes, self.accomp_notes, seg,
-                                      self.setting, self.params)
-        return torch.from_numpy(m_t)[None], torch.from_numpy(m_a)[None]
+        return Segment(start, start + n_model, self.setting.sr, self.setting.hop)
 
     def separate(self, x: np.ndarray, start_in: int) -> np.ndarray:
         """Target ``(k, C)`` at the input rate for the block ``x (k, C)`` starting at
@@ -121,8 +116,9 @@ class _Block:
         z = np.pad(resample(x, self.sr, st.sr).T, ((0, 0), (0, pad)))    # (C, n) model rate
         zm = z[0] if z.shape[0] == 1 else z.mean(axis=0)
         Xm = self.spec(torch.from_numpy(np.ascontiguousarray(zm))[None])   # (1, T, F)
-        est = estimate_magnitude(self.model, Xm.to(self.device),
-                                 self.masks(start_in, zm.shape[0]), self.gain)[0].cpu().numpy()
+        est = segment_magnitude(self.model, Xm, self.target_notes, self.accomp_notes,
+                                self.segment(start_in, zm.shape[0]), st, self.params,
+                                gain=self.gain, device=self.device)
         if z.shape[0] == 1:
             Y = wiener_target(Xm[0].numpy(), est.astype(np.float64), 1, scale=self.scale)[None]
         else:

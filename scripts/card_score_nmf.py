@@ -1,0 +1,104 @@
+"""Write the model card of the default separator, the score-informed NMF, from the results.
+
+The NMF (``guitarsep.separation.score_nmf``) has no weights: shipping it is shipping its code
+and its parameters. Its card (``lib/guitarsep/resources/score_nmf.md``) is drawn from the
+committed tables of the default profile, so it needs no separation:
+
+- ``data/results/default/generalization_scores.csv`` (``guitarsep evaluate-oof``, run by
+  03_evaluate.ipynb): the NMF as ``shipped-score_nmf`` on the corpus's test clips (seen, a-d)
+  and the out-of-family clips; the profile's SI-UMX soft, the score-only mask and the oracle
+  on the out-of-family clips;
+- ``data/results/default/scores.csv``: the same three on the corpus's test clips.
+
+    python scripts/card_score_nmf.py [--bench nmf.json --reference-bench network.json]
+    # the JSON files: what scripts/bench_separate.py [--model score_nmf] prints
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from guitarsep import RESOURCES
+from guitarsep.config import load_profile
+from guitarsep.evaluation.model_card import cell_table, verdict_table
+from guitarsep.evaluation.out_of_family import read_generalization
+from guitarsep.models.checkpoint import SCORE_NMF, load_model
+
+SHIPPED = f"shipped-{SCORE_NMF}"
+COLUMNS = [SHIPPED, "si_umx_soft", "score_only", "oracle_irm"]
+
+
+def card_scores(profile) -> pd.DataFrame:
+    """Per-clip SI-SDR of :data:`COLUMNS` on every test cell, from the committed tables."""
+    general = read_generalization(profile)
+    if general is None or SHIPPED not in set(general.model):
+        raise SystemExit(f"{profile.results_dir}: no {SHIPPED} rows in the generalization "
+                         "table; run `guitarsep evaluate-oof --profile default` first")
+    corpus = pd.read_csv(profile.results_dir / "scores.csv", dtype={"clip_id": str})
+    corpus = corpus[(corpus.setting == "modern") & corpus.model.isin(COLUMNS[1:])]
+    return pd.concat([general[general.model.isin(COLUMNS)], corpus], ignore_index=True)
+
+
+def write_card(scores: pd.DataFrame, bench: dict | None, reference: dict | None,
+               out: Path) -> None:
+    lm = load_model(SCORE_NMF)
+    text = [f"# Model card: `{SCORE_NMF}` (the default of `guitarsep separate`)", "",
+            "Score-informed NMF (`guitarsep.separation.score_nmf`; after Ewert & Müller 2012). "
+            "The mixture magnitude is factorised into one harmonic template and one activation "
+            "per (part, pitch) of the score, plus one attack component per part. Templates are "
+            "zero off their pitch's harmonics and activations zero outside the score's note "
+            "spans; KL multiplicative updates fit the rest to the recording. The target mask "
+            "W_t H_t / W H goes through the same Wiener filter and inverse STFT as the networks. "
+            "No learned parameters: nothing was trained, so there is no training timbre to "
+            "overfit to. The parameters were chosen on the default corpus's 24 validation "
+            "clips (20 iterations against 40 and 80; harmonic widths 25, 40, 60 cents; with and "
+            "without the attack components), never on the test clips.", "",
+            f"- parameters: `{json.dumps(lm.hparams)}`",
+            f"- activation tolerances (the score mask's): `{json.dumps(asdict(lm.mask))}`",
+            f"- STFT: `{lm.setting.name}` ({lm.setting.n_fft}-point, hop {lm.setting.hop}, "
+            f"{lm.setting.sr} Hz)",
+            "", "## Test medians (SI-SDR, dB)", "",
+            "The default corpus's test clips (scenarios seen, a-d) and the out-of-family "
+            "families (sound sources no training clip uses; for the NMF nothing is trained, "
+            "so they test only how far its harmonic model fits other instruments), from "
+            "`data/results/default/generalization_scores.csv` and `scores.csv` "
+            "(`scripts/card_score_nmf.py`). `si_umx_soft`: the default profile's SI-Open-Unmix "
+            "soft, trained on the seen pool's two GM soundfonts.", "",
+            *cell_table(scores, COLUMNS), "",
+            "## Against the score-only mask, out of family", "",
+            *verdict_table(scores, SHIPPED), ""]
+    if bench:
+        text += ["## Speed (`scripts/bench_separate.py --model score_nmf`)", "",
+                 f"{bench['audio_s'] / 60:.0f} min stereo {bench['sr']} Hz on "
+                 f"{bench['cpu_count']} CPU cores: {bench['wall_s']:.0f} s wall "
+                 f"({bench['audio_s'] / bench['wall_s']:.1f}x real time), peak memory "
+                 f"{bench['peak_rss_bytes'] / 2**30:.2f} GiB."]
+        if reference:
+            text[-1] += (f" On the same machine, just before, the default-size network "
+                         f"(`scripts/bench_separate.py`, si_umx_soft) ran at "
+                         f"{reference['audio_s'] / reference['wall_s']:.1f}x: machines of "
+                         f"this kind differ up to 2x.")
+        text.append("")
+    out.write_text("\n".join(text))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", default=None, help="JSON printed by scripts/bench_separate.py")
+    ap.add_argument("--reference-bench", default=None,
+                    help="JSON of scripts/bench_separate.py for the network, same machine")
+    args = ap.parse_args(argv)
+    scores = card_scores(load_profile("default"))
+    bench, reference = (json.loads(Path(f).read_text()) if f else None
+                        for f in (args.bench, args.reference_bench))
+    write_card(scores, bench, reference, RESOURCES / f"{SCORE_NMF}.md")
+    print((RESOURCES / f"{SCORE_NMF}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
