@@ -321,3 +321,19 @@ def test_level_meter_is_block_size_independent():
     # windows across the quiet-loud border count partly: within 0.5 dB of the loud part
     assert whole == pytest.approx(10 * np.log10(np.mean(x[44100:] ** 2)), abs=0.5)
     assert gated_level_db(np.zeros(100), 44100) == float("-inf")
+
+
+def test_stereo_wiener_equals_norberts():
+    """The written-out stereo filter of ``stream`` is norbert's one EM iteration with the
+    sources mask * x and (1 - mask) * x."""
+    import norbert
+
+    from guitarsep.separation.stream import _em_step_stereo
+
+    rng = np.random.default_rng(1)
+    x = ((rng.standard_normal((150, 33, 2)) + 1j * rng.standard_normal((150, 33, 2)))
+         * 0.1).astype(np.complex64)
+    mask = rng.uniform(0, 1, (150, 33)).astype(np.float32)
+    v = np.stack([mask[..., None] * np.abs(x), (1 - mask[..., None]) * np.abs(x)], axis=-1)
+    ref = norbert.wiener(v, x.copy(), iterations=1, use_softmask=False)
+    np.testing.assert_allclose(_em_step_stereo(mask, x, frames=16), ref[..., 0], atol=2e-6)

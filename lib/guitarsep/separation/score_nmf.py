@@ -99,6 +99,13 @@ def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
     return W, H
 
 
+def _ratio(V: np.ndarray, W: np.ndarray, H: np.ndarray, WH: np.ndarray, R: np.ndarray) -> None:
+    """``R = V / (W H + eps)`` in place (``WH``: scratch of the same shape)."""
+    np.matmul(W, H, out=WH)
+    WH += _EPS
+    np.divide(V, WH, out=R)
+
+
 def score_nmf_mask(mag: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_fft: int,
                    hop: int, mask: MaskParams = MaskParams(),
                    params: NmfParams = NmfParams()) -> np.ndarray:
@@ -121,10 +128,11 @@ def score_nmf_mask(mag: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_
         H_a = np.ones((params.free_components, n_frames))
     W = np.concatenate([W_t, W_a], axis=1).astype(np.float32)
     H = (np.concatenate([H_t, H_a], axis=0) * (V.mean() + _EPS)).astype(np.float32)
-    for _ in range(params.iterations):
-        R = V / (W @ H + _EPS)
+    WH, R = np.empty_like(V), np.empty_like(V)     # reused: fresh (F, T) arrays every
+    for _ in range(params.iterations):               # update cost more in page faults
+        _ratio(V, W, H, WH, R)
         H *= (W.T @ R) / (W.sum(axis=0)[:, None] + _EPS)
-        R = V / (W @ H + _EPS)
+        _ratio(V, W, H, WH, R)
         W *= (R @ H.T) / (H.sum(axis=1)[None, :] + _EPS)
         norm = W.max(axis=0) + _EPS                 # scale into H: keeps the updates stable
         W /= norm
