@@ -57,8 +57,8 @@ from guitarsep.vocabulary import REFERENCES
 from guitarsep.models.frontend import Spectrogram, istft, score_pair
 
 __all__ = [
-    "MODEL_INPUT_DB", "input_gain", "segment_magnitude", "separate_clip", "separate_batch", "estimate_magnitude", "oracle_irm", "score_only",
-    "mixture", "wiener_target",
+    "MODEL_INPUT_DB", "input_gain", "segment_magnitude", "separate_clip", "separate_batch",
+    "estimate_magnitude", "oracle_irm", "score_only", "mixture", "wiener_target",
 ]
 
 

@@ -141,7 +141,7 @@ def _wiener_channels(X: np.ndarray, X_mix: np.ndarray, est: np.ndarray, scale: f
     mask = np.clip(np.divide(est, mix_mag, out=np.zeros_like(mix_mag), where=mix_mag > 0),
                    0.0, 1.0).astype(np.float32)[..., None]
     x = np.moveaxis(X, 0, -1).astype(np.complex64) * np.float32(scale)     # (T, F, C)
-    if x.shape[-1] == 2:
+    if x.shape[-1] == 2:    # norbert's max_abs rescale below is 1 here: `scale` set the level
         return np.moveaxis(_em_step_stereo(mask[..., 0], x), -1, 0) / scale
     mag = np.abs(x)
     # norbert's start: each source's magnitude with the mixture's phase (x / |x| is
