@@ -319,22 +319,22 @@ def test_listen_notebook_in_jupyterlab(lab_server, smoke_corpus, tmp_path):
         # every code cell of the notebook (the DOM may not hold them all before they render)
         n_cells = sum(c.cell_type == "code" for c in nbformat.read(nb_path, as_version=4).cells)
         _run_all_cells(drv)
-        state = {"reruns": 0}
-        cleared_since = []
+        state = {"reruns": 0, "cleared_since": None}
 
         def done():
             prompts = drv.execute_script(_PROMPTS)
             state.update(prompts=prompts, kernel=drv.execute_script(_KERNEL_IDLE))
             # a kernel that died and restarted under load leaves every prompt "[ ]" and the
             # kernel idle: after 20 s of that, run all cells once more (not a test failure)
-            idle_clear = state["kernel"] == "idle" and all(p == "[ ]:" for p in prompts)
-            cleared_since[:] = ([cleared_since[0] if cleared_since else time.monotonic()]
-                                if idle_clear else [])
-            if cleared_since and time.monotonic() - cleared_since[0] > 20 and state["reruns"] < 1:
+            if not (state["kernel"] == "idle" and all(p == "[ ]:" for p in prompts)):
+                state["cleared_since"] = None
+            elif state["cleared_since"] is None:
+                state["cleared_since"] = time.monotonic()
+            elif time.monotonic() - state["cleared_since"] > 20 and state["reruns"] < 1:
                 state["reruns"] += 1
                 _accept_dialogs(drv)
                 _run_all_cells(drv)
-                cleared_since.clear()
+                state["cleared_since"] = None
             return (len(prompts) == n_cells
                     and all(p[1:-2].strip().isdigit() for p in prompts)) or bool(
                 drv.execute_script(_ERRORS))

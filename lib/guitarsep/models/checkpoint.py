@@ -38,9 +38,9 @@ __all__ = ["ModelFileError", "LoadedModel", "save_checkpoint", "read_checkpoint"
 
 MODEL_FORMAT = "guitarsep-model"
 MODEL_FORMAT_VERSION = 2
-DEFAULT_MODEL = "score_nmf"     # separation.score_nmf: no file, no weights
 #: The score-informed NMF separator: a model name that loads no file (separation.score_nmf).
 SCORE_NMF = "score_nmf"
+DEFAULT_MODEL = SCORE_NMF
 RUN_FILES = ("best.pt", "last.pt")      # a training run folder: the best epoch, else the last
 _MODEL_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -182,7 +182,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
     ``info`` holds the file's metadata, overlaid on its JSON sidecar when there is one.
     Raises :class:`ModelFileError` (one line) for a missing or unusable file.
     """
-    if name_or_path == SCORE_NMF or (name_or_path is None and DEFAULT_MODEL == SCORE_NMF):
+    if (DEFAULT_MODEL if name_or_path is None else name_or_path) == SCORE_NMF:
         return _score_nmf(device)
     path = resolve_model_path(name_or_path)
     ck = read_checkpoint(path)

@@ -38,8 +38,6 @@ from guitarsep.score.notes import Notes
 
 __all__ = ["NmfParams", "ScoreNmf", "score_nmf_mask"]
 
-
-
 _EPS = 1e-12
 
 
