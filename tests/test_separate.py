@@ -272,6 +272,27 @@ def test_stream_stereo_keeps_channels():
     assert mono.shape == (len(mix), 1)
 
 
+def test_one_channel_wiener_is_norberts():
+    """wiener_target's closed-form single iteration = norbert.wiener's, zeros included."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import norbert
+
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((40, 65)) + 1j * rng.standard_normal((40, 65))) * 30.0
+    X[3, :5] = 0.0
+    est = np.abs(X) * rng.uniform(0.0, 1.2, X.shape)
+    est[:, 7] = 0.0                                     # a bin where the target is silent
+    scale = 10.0 / np.abs(X).max()
+    resid = np.clip(np.abs(X) - est, 0.0, None)
+    v = np.stack([est, resid], axis=-1)[:, :, None, :] * scale
+    ref = norbert.wiener(v, X[:, :, None] * scale, iterations=1,
+                         use_softmask=False)[:, :, 0, 0] / scale
+    np.testing.assert_allclose(wiener_target(X, est, 1, scale=scale), ref,
+                               rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
 def test_batched_em_step_is_norberts():
     """The stereo Wiener filter's EM step over frame batches = norbert.wiener's."""
     import warnings
