@@ -11,12 +11,22 @@ per part:
   harmonic's actual amplitude in this recording, which the fixed comb of the score mask
   cannot.
 - **Activations** are zero outside the frames the score gives the note (the score mask's
-  tolerances); the fit learns the envelope (the decay of a plucked string) within them.
+  tolerances); the fit learns the envelope within them, starting from a plucked string's
+  decay (``exp(-t / decay_s)`` since the pitch's latest onset, floor ``decay_floor``). The
+  start matters where both parts play one pitch in one timbre: their templates are then
+  alike, and multiplicative updates keep the ratio of their activations where they start,
+  so the part that plucked last should start the louder.
 - **Attacks**: a flat template per part, active only around that part's onsets
   (``[onset - attack_before, onset + attack_after]``), for the pick noise the combs miss.
+- **Note heads**: a second harmonic template per (part, pitch), active only in each note's
+  first ``head_s`` seconds: a plucked string is brighter at the pluck than in its decay,
+  which one template per pitch has to average.
 
 Multiplicative updates (KL divergence) keep every zero a zero, so the constraints hold.
-The target's mask is ``W_t H_t / (W H)``. Without the other part's notes, the other guitar
+With the two parts' models ``V_t = W_t H_t`` and ``V_o = W_o H_o``, the target's mask is
+``sqrt(V_t) / (sqrt(V_t) + sqrt(V_o))`` (``mask_power`` 1/2): the Wiener filter that follows
+turns a mask ``m`` into the gain ``m^2 / (m^2 + (1 - m)^2)``, here ``V_t / (V_t + V_o)``,
+the model's own share of the bin. Without the other part's notes, the other guitar
 gets ``free_components`` unconstrained components instead.
 
 :class:`ScoreNmf` wraps it as a model without learned parameters (``score_kind = "notes"``):
@@ -45,13 +55,21 @@ _EPS = 1e-12
 class NmfParams:
     """Score-informed NMF settings (decisions of ours; the paper has no NMF)."""
 
-    iterations: int = 20            # dev clips: 20 >= 40 >= 80 (fewer keep closer to the score)
+    # Chosen on dev clips only (the corpus's validation clips and an additive-synthesis dev
+    # set, never a test family; docs/ablations.md): 10 iterations (fewer keep the fit closer
+    # to the score), note heads of 0.15 s and mask power 1/2 each helped the same-timbre dev
+    # clips by 0.3-0.6 dB and left the different-timbre ones unchanged.
+    iterations: int = 10
     n_harmonics: int = 40
     width_cents: float = 40.0       # harmonic support: guitars are slightly inharmonic
     min_half_bins: float = 1.5      # ... and never narrower than the window's main lobe
     attack_before: float = 0.03     # s before an onset where the attack component may sound
     attack_after: float = 0.12      # s after it
     free_components: int = 8        # the other guitar's, when its notes are not given
+    head_s: float = 0.15            # note-head templates: each note's first head_s (0: none)
+    decay_s: float = 0.5            # initial activations decay so since each onset (0: flat)
+    decay_floor: float = 0.05
+    mask_power: float = 0.5         # mask = V_t^p / (V_t^p + V_o^p)
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,15 +104,43 @@ def _attack_activity(notes: Notes, n_frames: int, *, sr: int, hop: int,
 
 def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
                   mask: MaskParams, params: NmfParams) -> tuple[np.ndarray, np.ndarray]:
-    """Initial ``W (F, K)`` and ``H (K, T)`` of one part: its pitches and its attack."""
+    """Initial ``W (F, K)`` and ``H (K, T)`` of one part: its pitches, their note heads and
+    its attack."""
     n_bins = n_fft // 2 + 1
+    templates = _templates(sr, n_fft, params)
     pitches, active = pitch_activity(notes, n_frames, sr=sr, hop=hop, params=mask)
-    W = _templates(sr, n_fft, params)[pitches].T                       # (F, P)
-    H = active.T.astype(np.float64)                                     # (P, T)
+    W = templates[pitches].T                                            # (F, P)
+    H = active.T * _decay_since_onsets(notes, pitches, n_frames, sr=sr, hop=hop,
+                                       onset_tol=mask.onset_tol, params=params)  # (P, T)
+    if params.head_s > 0 and len(notes):
+        heads = Notes(notes.onset, np.minimum(notes.offset, notes.onset + params.head_s),
+                      notes.pitch, notes.velocity)
+        head_pitches, head_active = pitch_activity(heads, n_frames, sr=sr, hop=hop,
+                                                   params=mask)
+        W = np.concatenate([W, templates[head_pitches].T], axis=1)
+        H = np.concatenate([H, head_active.T.astype(np.float64)], axis=0)
     attack = _attack_activity(notes, n_frames, sr=sr, hop=hop, params=params)
     W = np.concatenate([W, np.full((n_bins, 1), 1.0 / n_bins ** 0.5)], axis=1)
     H = np.concatenate([H, attack[None].astype(np.float64)], axis=0)
     return W, H
+
+
+def _decay_since_onsets(notes: Notes, pitches: np.ndarray, n_frames: int, *, sr: int,
+                        hop: int, onset_tol: float, params: NmfParams) -> np.ndarray:
+    """``(P, n_frames)``: ``floor + (1 - floor) exp(-dt / decay_s)``, ``dt`` the time since
+    the latest onset of each pitch (an onset within ``onset_tol`` ahead counts as now)."""
+    out = np.ones((len(pitches), n_frames))
+    if params.decay_s <= 0:
+        return out
+    centres = np.arange(n_frames) * hop / sr
+    for i, pitch in enumerate(pitches):
+        onsets = np.sort(notes.onset[notes.pitch == pitch])
+        latest = np.searchsorted(onsets, centres + onset_tol, side="right") - 1
+        dt = np.clip(centres - onsets[np.maximum(latest, 0)], 0.0, None)
+        dt[latest < 0] = 0.0               # before the first onset: only its tolerance frames
+        floor = params.decay_floor
+        out[i] = floor + (1.0 - floor) * np.exp(-dt / params.decay_s)
+    return out
 
 
 def _ratio(V: np.ndarray, W: np.ndarray, H: np.ndarray, WH: np.ndarray, R: np.ndarray) -> None:
@@ -136,8 +182,8 @@ def score_nmf_mask(mag: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_
         W /= norm
         H *= norm[:, None]
     k_t = W_t.shape[1]
-    V_t = W[:, :k_t] @ H[:k_t]
-    V_all = W @ H
+    V_t = (W[:, :k_t] @ H[:k_t]) ** params.mask_power
+    V_all = V_t + (W[:, k_t:] @ H[k_t:]) ** params.mask_power
     out = np.divide(V_t, V_all, out=np.zeros_like(V_t), where=V_all > _EPS)
     return out.T.astype(np.float32)
 
