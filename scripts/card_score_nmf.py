@@ -48,15 +48,18 @@ def write_card(scores: pd.DataFrame, bench: dict | None, reference: dict | None,
     lm = load_model(SCORE_NMF)
     text = [f"# Model card: `{SCORE_NMF}` (the default of `guitarsep separate`)", "",
             "Score-informed NMF (`guitarsep.separation.score_nmf`; after Ewert & Müller 2012). "
-            "The mixture magnitude is factorised into one harmonic template and one activation "
-            "per (part, pitch) of the score, plus one attack component per part. Templates are "
-            "zero off their pitch's harmonics and activations zero outside the score's note "
-            "spans; KL multiplicative updates fit the rest to the recording. The target mask "
-            "W_t H_t / W H goes through the same Wiener filter and inverse STFT as the networks. "
-            "No learned parameters: nothing was trained, so there is no training timbre to "
-            "overfit to. The parameters were chosen on the default corpus's 24 validation "
-            "clips (20 iterations against 40 and 80; harmonic widths 25, 40, 60 cents; with and "
-            "without the attack components), never on the test clips.", "",
+            "The mixture magnitude is factorised into harmonic templates and activations per "
+            "(part, pitch) of the score (one for the whole note, one for its first "
+            "`head_s` seconds), plus one attack component per part. Templates are zero off "
+            "their pitch's harmonics and activations zero outside the score's note spans; the "
+            "activations start with a plucked decay from each onset, and KL multiplicative "
+            "updates fit the rest to the recording. The target's share of each bin, "
+            "sqrt(V_t) / (sqrt(V_t) + sqrt(V_o)), goes through the same Wiener filter and "
+            "inverse STFT as the networks. No learned parameters: nothing was trained, so "
+            "there is no training timbre to overfit to. The parameters were chosen on dev clips "
+            "only, never on a test clip: the default corpus's 24 validation clips and 32 "
+            "additive-synthesis duets (`scripts/nmf_dev.py`; the table in docs/ablations.md).",
+            "",
             f"- parameters: `{json.dumps(lm.hparams)}`",
             f"- activation tolerances (the score mask's): `{json.dumps(asdict(lm.mask))}`",
             f"- STFT: `{lm.setting.name}` ({lm.setting.n_fft}-point, hop {lm.setting.hop}, "

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from guitarsep.config import SETTINGS, load_profile
-from guitarsep.corpus.variety import (HELD_OUT, TRAINING_SOUNDFONTS, draw_held_out_timbre,
-                                      draw_training_timbre)
+from guitarsep.corpus.variety import (DEV_FAMILIES, HELD_OUT, TRAINING_SOUNDFONTS,
+                                      draw_held_out_timbre, draw_training_timbre)
 from guitarsep.models import build_model
 from guitarsep.models.frontend import Spectrogram, score_pair
 from guitarsep.training.loop import training_loss
@@ -35,6 +35,16 @@ def test_held_out_families_are_never_drawn_for_training():
         assert s["source"] == HELD_OUT[fam][0]
     with pytest.raises(ValueError, match="unknown test family"):
         draw_held_out_timbre(rng, "nope", "x")
+
+
+def test_dev_families_are_no_test_family():
+    """The score NMF's dev clips (scripts/nmf_dev.py) share no sound source with a test family."""
+    assert not set(DEV_FAMILIES) & set(HELD_OUT)
+    assert not {v for v in DEV_FAMILIES.values()} & {v for v in HELD_OUT.values()}
+    rng = np.random.default_rng(0)
+    for fam, (source, _) in DEV_FAMILIES.items():
+        spec = draw_held_out_timbre(rng, fam, "x")
+        assert spec["source"] == source and "synth" in spec
 
 
 def _inputs(T=12, seed=0):

@@ -9,7 +9,9 @@ source held out of every profile's training data (``corpus.variety`` never draws
 - ``oof_fm``: an OPL3 FM-chip soundfont (Debian ``opl3-soundfont``);
 - ``oof_karplus``: our Karplus-Strong plucked string (``corpus.synth.render_karplus``).
 
-Each family has two cells: ``diff`` (two different timbres of the family) and ``same`` (both
+The same machinery builds the dev clips of ``scripts/nmf_dev.py`` from a family of
+:data:`~guitarsep.corpus.variety.DEV_FAMILIES` (its own seed and folder). Each family has
+two cells: ``diff`` (two different timbres of the family) and ``same`` (both
 parts in one timbre: only the score tells them apart). ``clips_per_cell`` clips each, cut
 from freshly composed pieces (their own seeds, never a training piece), drawn effects on
 half of them. The result is a folder readable by :class:`guitarsep.corpus.Corpus` (scenario =
@@ -33,7 +35,7 @@ from guitarsep.corpus.clips import Corpus
 from guitarsep.corpus.compose import Piece, generate_idiom_piece
 from guitarsep.corpus.layout import (MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_COLUMNS,
                                      clip_files, notes_file)
-from guitarsep.corpus.variety import HELD_OUT, draw_held_out_timbre
+from guitarsep.corpus.variety import DEV_FAMILIES, HELD_OUT, draw_held_out_timbre
 from guitarsep.io import write_text_atomic
 from guitarsep.score import save_notes
 from guitarsep.vocabulary import OOF_PAIRINGS
@@ -135,7 +137,7 @@ def build_out_of_family(profile: Profile, progress: bool = True) -> Corpus:
     _write_csv(root / "renders.csv", pd.DataFrame([], columns=RENDERS_COLUMNS))
     _write_csv(root / "manifest.csv", pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
     info = dict(key, profile=profile.name, sr=int(cfg.sr), n_clips=len(rows),
-                families={f: list(HELD_OUT[f]) for f in cfg.families},
+                families={f: list({**HELD_OUT, **DEV_FAMILIES}[f]) for f in cfg.families},
                 build_seconds=round(time.time() - t_start, 1))
     write_text_atomic(root / "corpus.json", json.dumps(info, indent=1) + "\n")
     return Corpus(root)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TRAINING_SOUNDFONTS", "GUITAR_PROGRAMS", "HELD_OUT", "draw_effects",
+__all__ = ["TRAINING_SOUNDFONTS", "GUITAR_PROGRAMS", "HELD_OUT", "DEV_FAMILIES", "draw_effects",
            "draw_performance", "perform", "draw_training_timbre", "draw_held_out_timbre",
            "timbre_family"]
 
@@ -45,6 +45,12 @@ HELD_OUT: dict[str, tuple[str, str | None]] = {
     "oof_sample": ("soundfont", "sf_GMbank.sf2"),        # Debian csound-soundfont
     "oof_fm": ("soundfont", "OPL-3_FM_128M.sf2"),        # Debian opl3-soundfont (OPL3 FM)
     "oof_karplus": ("karplus", None),                    # our Karplus-Strong (corpus.synth)
+}
+#: Dev families: sound sources on which the score NMF's parameters are chosen
+#: (scripts/nmf_dev.py). The NMF learns nothing, so a training source serves; it must only not
+#: be a test family, so that choosing never looks at a test clip.
+DEV_FAMILIES: dict[str, tuple[str, str | None]] = {
+    "dev_additive": ("additive", None),                  # our additive/FM synthesis
 }
 _ELECTRIC = set(range(26, 32))
 
@@ -143,20 +149,24 @@ def draw_training_timbre(rng: np.random.Generator, timbre_id: str) -> dict:
 
 
 def draw_held_out_timbre(rng: np.random.Generator, family: str, timbre_id: str) -> dict:
-    """A random timbre of an out-of-family test family (:data:`HELD_OUT`); effects as in
-    training with probability 1/2, else dry, so the family differs by its sound source."""
+    """A random timbre of an out-of-family test family (:data:`HELD_OUT`) or a dev family
+    (:data:`DEV_FAMILIES`); effects as in training with probability 1/2, else dry, so the
+    family differs by its sound source."""
     from dataclasses import asdict
 
-    from guitarsep.corpus.synth import KarplusParams
+    from guitarsep.corpus.synth import AdditiveParams, KarplusParams
 
-    if family not in HELD_OUT:
-        raise ValueError(f"unknown test family {family!r}; known: {sorted(HELD_OUT)}")
-    source, soundfont = HELD_OUT[family]
+    families = {**HELD_OUT, **DEV_FAMILIES}
+    if family not in families:
+        raise ValueError(f"unknown test family {family!r}; known: {sorted(families)}")
+    source, soundfont = families[family]
     spec: dict = {"timbre_id": timbre_id, "source": source, "seed": int(rng.integers(2**31))}
     if source == "soundfont":
         spec.update(soundfont=soundfont, program=int(rng.integers(24, 31)))
-    else:
+    elif source == "karplus":
         spec["synth"] = asdict(KarplusParams.draw(rng))
+    else:
+        spec["synth"] = asdict(AdditiveParams.draw(rng))
     spec["effects"] = draw_effects(rng) if rng.random() < 0.5 else []
     spec["performance"] = draw_performance(rng) if rng.random() < 0.5 else None
     return spec

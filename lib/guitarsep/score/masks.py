@@ -35,7 +35,8 @@ import numpy as np
 from guitarsep.config import MaskParams
 from guitarsep.score.notes import Notes
 
-__all__ = ["binary_score_mask", "pitch_activity", "soft_score_mask", "score_masks"]
+__all__ = ["binary_score_mask", "pitch_activity", "soft_score_mask", "score_masks",
+           "frames_in_spans"]
 
 
 def binary_score_mask(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
@@ -87,15 +88,23 @@ def _pitch_activity(notes: Notes, pitch_idx: np.ndarray, n_pitches: int, n_frame
                     sr: int, hop: int, params: MaskParams) -> np.ndarray:
     """Bool ``(n_frames, n_pitches)``: which pitch (column ``pitch_idx``) sounds in which frame."""
     start, end = _note_spans(notes, params)
+    return frames_in_spans(start, end, pitch_idx, n_pitches, n_frames, sr=sr, hop=hop)
+
+
+def frames_in_spans(start: np.ndarray, end: np.ndarray, column: np.ndarray, n_columns: int,
+                    n_frames: int, *, sr: int, hop: int) -> np.ndarray:
+    """Bool ``(n_frames, n_columns)``: frame ``t`` (centred at ``t * hop / sr``) is True in
+    column ``column[i]`` when it lies in the span ``[start[i], end[i]]`` (seconds) of any
+    ``i``. Used by the score masks and ``separation.score_nmf`` (its attack components)."""
     centres = np.arange(n_frames) * hop / sr
     # searchsorted on the frame centres applies the inclusive [start, end] test exactly
     first = np.searchsorted(centres, start, side="left")
     last = np.searchsorted(centres, end, side="right")            # one past the last frame
     keep = first < last
     # +1 at the first frame, -1 one past the last, cumulative sum over frames = overlap count
-    delta = np.zeros((n_frames + 1, n_pitches), dtype=np.int32)
-    np.add.at(delta, (first[keep], pitch_idx[keep]), 1)
-    np.add.at(delta, (last[keep], pitch_idx[keep]), -1)
+    delta = np.zeros((n_frames + 1, n_columns), dtype=np.int32)
+    np.add.at(delta, (first[keep], column[keep]), 1)
+    np.add.at(delta, (last[keep], column[keep]), -1)
     return np.cumsum(delta[:-1], axis=0) > 0
 
 

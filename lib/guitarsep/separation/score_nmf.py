@@ -18,9 +18,10 @@ per part:
   so the part that plucked last should start the louder.
 - **Attacks**: a flat template per part, active only around that part's onsets
   (``[onset - attack_before, onset + attack_after]``), for the pick noise the combs miss.
-- **Note heads**: a second harmonic template per (part, pitch), active only in each note's
-  first ``head_s`` seconds: a plucked string is brighter at the pluck than in its decay,
-  which one template per pitch has to average.
+- **Note heads**: a second harmonic template per (part, pitch), active only where the note
+  cut to its first ``head_s`` seconds would be (with the score mask's tolerances, so up to
+  ``head_s`` + 0.5 s after the onset): a plucked string is brighter at the pluck than in its
+  decay, which one template per pitch has to average.
 
 Multiplicative updates (KL divergence) keep every zero a zero, so the constraints hold.
 With the two parts' models ``V_t = W_t H_t`` and ``V_o = W_o H_o``, the target's mask is
@@ -43,7 +44,7 @@ import numpy as np
 from torch import nn
 
 from guitarsep.config import MaskParams
-from guitarsep.score.masks import pitch_activity
+from guitarsep.score.masks import frames_in_spans, pitch_activity
 from guitarsep.score.notes import Notes
 
 __all__ = ["NmfParams", "ScoreNmf", "score_nmf_mask"]
@@ -55,10 +56,11 @@ _EPS = 1e-12
 class NmfParams:
     """Score-informed NMF settings (decisions of ours; the paper has no NMF)."""
 
-    # Chosen on dev clips only (the corpus's validation clips and an additive-synthesis dev
-    # set, never a test family; docs/ablations.md): 10 iterations (fewer keep the fit closer
-    # to the score), note heads of 0.15 s and mask power 1/2 each helped the same-timbre dev
-    # clips by 0.3-0.6 dB and left the different-timbre ones unchanged.
+    # Chosen on dev clips only (scripts/nmf_dev.py: the corpus's validation clips and an
+    # additive-synthesis dev family, never a test family; its table is in docs/ablations.md).
+    # 10 iterations (fewer keep the fit closer to the score), the note heads, the decay start
+    # and the mask power 1/2 together gain 2-3 dB on the same-timbre dev clips and cost the
+    # different-timbre ones 0.2-0.6 dB.
     iterations: int = 10
     n_harmonics: int = 40
     width_cents: float = 40.0       # harmonic support: guitars are slightly inharmonic
@@ -67,8 +69,8 @@ class NmfParams:
     attack_after: float = 0.12      # s after it
     free_components: int = 8        # the other guitar's, when its notes are not given
     head_s: float = 0.15            # note-head templates: each note's first head_s (0: none)
-    decay_s: float = 0.5            # initial activations decay so since each onset (0: flat)
-    decay_floor: float = 0.05
+    decay_s: float = 0.5            # time constant of the initial activations' decay after
+    decay_floor: float = 0.05       # each onset, and the level it decays to (decay_s 0: flat)
     mask_power: float = 0.5         # mask = V_t^p / (V_t^p + V_o^p)
 
 
@@ -93,13 +95,9 @@ def _templates(sr: int, n_fft: int, params: NmfParams) -> np.ndarray:
 def _attack_activity(notes: Notes, n_frames: int, *, sr: int, hop: int,
                      params: NmfParams) -> np.ndarray:
     """Bool ``(n_frames,)``: frames within the attack window of any onset of ``notes``."""
-    centres = np.arange(n_frames) * hop / sr
-    first = np.searchsorted(centres, notes.onset - params.attack_before, side="left")
-    last = np.searchsorted(centres, notes.onset + params.attack_after, side="right")
-    delta = np.zeros(n_frames + 1, dtype=np.int32)
-    np.add.at(delta, first, 1)
-    np.add.at(delta, last, -1)
-    return np.cumsum(delta[:-1]) > 0
+    return frames_in_spans(notes.onset - params.attack_before, notes.onset + params.attack_after,
+                           np.zeros(len(notes), dtype=np.int64), 1, n_frames, sr=sr,
+                           hop=hop)[:, 0]
 
 
 def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,

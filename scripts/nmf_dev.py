@@ -1,0 +1,126 @@
+"""Choose the score NMF's parameters on dev clips only, never on a test clip.
+
+The NMF (``guitarsep.separation.score_nmf``) learns nothing, so its few parameters are the
+only thing fitted, and this script is where they are fitted. Two dev sets:
+
+- the default corpus's 24 validation clips (GM soundfonts; 8 of them with one timbre for both
+  parts);
+- 32 additive-synthesis duets (``corpus.variety.DEV_FAMILIES``: a sound source that no test
+  family uses), 16 with two different timbres and 16 with one, from their own pieces
+  (seed 9876), built under ``data/nmf_dev/out_of_family``.
+
+Every variant of :data:`VARIANTS` changes the chosen :class:`~guitarsep.separation.score_nmf.NmfParams`
+in one respect (or, ``before``, goes back to the parameters shipped before) and is scored
+beside the score-only mask and the oracle. Writes ``data/results/default/nmf_dev.csv`` (per
+clip) and the table of docs/ablations.md between its markers.
+
+    python scripts/nmf_dev.py          # about 5 minutes on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from guitarsep.config import SETTINGS, MaskParams, OutOfFamilyConfig, load_profile
+from guitarsep.corpus import load_corpus
+from guitarsep.corpus.out_of_family import build_out_of_family
+from guitarsep.evaluation.out_of_family import score_models
+from guitarsep.models.checkpoint import SCORE_NMF, LoadedModel
+from guitarsep.score import Notes
+from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
+
+DEV = OutOfFamilyConfig(seed=9876, families=("dev_additive",), n_pieces=8, clips_per_cell=16)
+#: name -> (changes to NmfParams(), what it tests)
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "chosen": ({}, "the shipped parameters"),
+    "before": (dict(iterations=20, head_s=0.0, decay_s=0.0, mask_power=1.0),
+               "as shipped before 2026-12-03 (20 iterations, no note heads, flat start, "
+               "mask V_t / V)"),
+    "iterations_20": (dict(iterations=20), "20 multiplicative updates instead of 10"),
+    "iterations_5": (dict(iterations=5), "5 updates"),
+    "no_heads": (dict(head_s=0.0), "no note-head templates"),
+    "flat_start": (dict(decay_s=0.0), "activations start flat, not with a plucked decay"),
+    "mask_power_1": (dict(mask_power=1.0), "mask V_t / (V_t + V_o)"),
+    "width_60": (dict(width_cents=60.0), "harmonic support of 60 cents instead of 40"),
+    "no_attack": (dict(attack_before=0.0, attack_after=0.0), "no attack components"),
+}
+MARK = ("<!-- nmf-dev:begin -->", "<!-- nmf-dev:end -->")
+
+
+class WithoutAccompaniment(ScoreNmf):
+    """The NMF as `guitarsep separate` runs it when no accompaniment score is given."""
+
+    def magnitude(self, mag, target, accomp):
+        return super().magnitude(mag, target, Notes.empty())
+
+
+def nmf(params: NmfParams, kind: type[ScoreNmf] = ScoreNmf) -> LoadedModel:
+    setting, mask = SETTINGS["modern"], MaskParams()
+    return LoadedModel(kind(setting, mask, params), SCORE_NMF, setting, asdict(params), mask)
+
+
+def dev_scores(profile) -> pd.DataFrame:
+    """Per-clip SI-SDR of every variant and the two references on both dev sets."""
+    dev_profile = dataclasses.replace(profile, name="nmf_dev", oof=DEV)
+    models: dict = {name: nmf(dataclasses.replace(NmfParams(), **change))
+                    for name, (change, _) in VARIANTS.items()}
+    models.update(no_accompaniment=nmf(NmfParams(), WithoutAccompaniment),
+                  score_only="score_only", oracle_irm="oracle_irm")
+    frames = []
+    for dev_set, corpus, split in (("additive", build_out_of_family(dev_profile), "test"),
+                                   ("validation", load_corpus(profile), "valid")):
+        s = score_models(corpus, models, mask=profile.mask, split=split)
+        frames.append(s.assign(dev_set=dev_set, cell=np.where(
+            s.target_timbre == s.other_timbre, "same", "diff")))
+    return pd.concat(frames, ignore_index=True)
+
+
+def table(scores: pd.DataFrame) -> list[str]:
+    """Markdown: medians per dev cell, and the per-clip gain over ``chosen``."""
+    wide = scores.pivot_table(index=["dev_set", "cell", "clip_id"], columns="model",
+                              values="si_sdr")
+    cells = [("additive", "diff"), ("additive", "same"), ("validation", "diff"),
+             ("validation", "same")]
+    head = " | ".join(f"{d} {c}" for d, c in cells)
+    out = [f"| variant | what | {head} | per-clip gain over chosen (share better) |",
+           "|---|---|" + "---|" * (len(cells) + 1)]
+    extra = {"no_accompaniment": "chosen, without the accompaniment's notes (free "
+                                 "components for the other guitar)",
+             "score_only": "reference: the soft score mask", "oracle_irm": "reference: oracle"}
+    for name in [*VARIANTS, *extra]:
+        what = VARIANTS[name][1] if name in VARIANTS else extra[name]
+        meds = " | ".join(f"{wide.loc[c, name].median():.2f}" for c in cells)
+        gain = wide[name] - wide["chosen"]
+        out.append(f"| {name} | {what} | {meds} | {gain.median():+.2f} dB "
+                   f"({(gain > 0).mean():.0%}) |")
+    return out
+
+
+def write_table(lines: list[str], doc: Path) -> None:
+    text = doc.read_text()
+    start, end = text.index(MARK[0]) + len(MARK[0]), text.index(MARK[1])
+    doc.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
+    args = ap.parse_args(argv)
+    profile = load_profile("default")
+    t0 = time.perf_counter()
+    scores = dev_scores(profile)
+    scores.to_csv(profile.results_dir / "nmf_dev.csv", index=False, float_format="%.4f")
+    lines = table(scores)
+    write_table(lines, args.doc)
+    print("\n".join(lines))
+    print(f"wall {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
