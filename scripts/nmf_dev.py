@@ -9,12 +9,12 @@ only thing fitted, and this script is where they are fitted. Two dev sets:
   family uses), 16 with two different timbres and 16 with one, from their own pieces
   (seed 9876), built under ``data/nmf_dev/out_of_family``.
 
-Every variant of :data:`VARIANTS` changes the chosen :class:`~guitarsep.separation.score_nmf.NmfParams`
-in one respect (or, ``before``, goes back to the parameters shipped before) and is scored
-beside the score-only mask and the oracle. Writes ``data/results/default/nmf_dev.csv`` (per
+Every variant of :data:`VARIANTS` changes the chosen ``NmfParams`` in one respect (or,
+``before``, goes back to the parameters shipped before) and is scored beside the score-only
+mask and the oracle. Writes ``data/results/default/nmf_dev.csv`` (per
 clip) and the table of docs/ablations.md between its markers.
 
-    python scripts/nmf_dev.py          # about 5 minutes on 2 cores
+    python scripts/nmf_dev.py          # about 2 minutes on 2 cores (111 s on 2026-12-03)
 """
 from __future__ import annotations
 

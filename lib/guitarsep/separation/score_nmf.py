@@ -131,12 +131,12 @@ def _decay_since_onsets(notes: Notes, pitches: np.ndarray, n_frames: int, *, sr:
     if params.decay_s <= 0:
         return out
     centres = np.arange(n_frames) * hop / sr
+    floor = params.decay_floor
     for i, pitch in enumerate(pitches):
         onsets = np.sort(notes.onset[notes.pitch == pitch])
         latest = np.searchsorted(onsets, centres + onset_tol, side="right") - 1
         dt = np.clip(centres - onsets[np.maximum(latest, 0)], 0.0, None)
         dt[latest < 0] = 0.0               # before the first onset: only its tolerance frames
-        floor = params.decay_floor
         out[i] = floor + (1.0 - floor) * np.exp(-dt / params.decay_s)
     return out
 
