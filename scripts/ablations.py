@@ -24,6 +24,7 @@ from guitarsep.config import ModelSpec, load_profile
 from guitarsep.corpus import build_corpus
 from guitarsep.corpus.out_of_family import build_out_of_family
 from guitarsep.evaluation.out_of_family import score_models
+from guitarsep.io import write_between_markers
 from guitarsep.models.checkpoint import load_model
 from guitarsep.training.loop import load_trained, train_model
 
@@ -127,10 +128,7 @@ def main() -> None:
     scores.to_csv(old, index=False, float_format="%.4f")
     md = table(scores, records)
     print(md)
-    doc = ship.root / "docs" / "ablations.md"
-    text = doc.read_text()
-    a, b = text.index(MARK[0]) + len(MARK[0]), text.index(MARK[1])
-    doc.write_text(text[:a] + "\n" + md + "\n" + text[b:])
+    write_between_markers(ship.root / "docs" / "ablations.md", MARK, md)
 
 
 if __name__ == "__main__":

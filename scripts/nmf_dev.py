@@ -31,6 +31,7 @@ from guitarsep.config import SETTINGS, MaskParams, OutOfFamilyConfig, load_profi
 from guitarsep.corpus import load_corpus
 from guitarsep.corpus.out_of_family import build_out_of_family
 from guitarsep.evaluation.out_of_family import score_models
+from guitarsep.io import write_between_markers
 from guitarsep.models.checkpoint import SCORE_NMF, LoadedModel
 from guitarsep.score import Notes
 from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
@@ -102,12 +103,6 @@ def table(scores: pd.DataFrame) -> list[str]:
     return out
 
 
-def write_table(lines: list[str], doc: Path) -> None:
-    text = doc.read_text()
-    start, end = text.index(MARK[0]) + len(MARK[0]), text.index(MARK[1])
-    doc.write_text(text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:])
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
@@ -117,7 +112,7 @@ def main(argv=None) -> None:
     scores = dev_scores(profile)
     scores.to_csv(profile.results_dir / "nmf_dev.csv", index=False, float_format="%.4f")
     lines = table(scores)
-    write_table(lines, args.doc)
+    write_between_markers(args.doc, MARK, "\n".join(lines))
     print("\n".join(lines))
     print(f"wall {time.perf_counter() - t0:.0f} s")
 

@@ -187,3 +187,16 @@ def test_default_model_is_the_score_nmf_with_its_card():
     for needle in ("oof_sample", "oof_fm", "oof_karplus", "score_only", "oracle_irm",
                    "corpus test", "| d | ag+ag |", "## Against the score-only mask"):
         assert needle in card, needle
+
+
+def test_generated_tables_replace_only_their_markers(tmp_path):
+    """scripts/ablations.py and scripts/nmf_dev.py rewrite their table in docs/ablations.md
+    and leave the hand-written text around it as it was."""
+    from guitarsep.io import write_between_markers
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- t:begin -->\nold\n<!-- t:end -->\nafter\n")
+    write_between_markers(doc, ("<!-- t:begin -->", "<!-- t:end -->"), "| new |")
+    assert doc.read_text() == "intro\n<!-- t:begin -->\n| new |\n<!-- t:end -->\nafter\n"
+    with pytest.raises(ValueError):
+        write_between_markers(doc, ("<!-- u:begin -->", "<!-- u:end -->"), "x")

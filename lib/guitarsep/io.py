@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["resample", "fix_length", "AudioFileError", "AudioInfo", "read_audio", "load_audio",
            "write_audio", "AudioWriter", "AudioScan", "scan_audio", "LevelMeter", "gated_level_db", "output_format",
-           "OUTPUT_FORMATS", "atomic_path", "write_text_atomic",
+           "OUTPUT_FORMATS", "atomic_path", "write_text_atomic", "write_between_markers",
            "write_json_atomic", "save_npy_atomic", "save_torch_atomic",
            "remove_stale_temporaries", "json_hash", "sha256_hex", "one_line"]
 
@@ -360,6 +360,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_between_markers(path: str | os.PathLike, markers: tuple[str, str], body: str) -> Path:
+    """Replace what stands between the two ``markers`` of the text file ``path`` with
+    ``body`` (the generated tables of docs/ablations.md: ``scripts/ablations.py``,
+    ``scripts/nmf_dev.py``); the rest of the file stays as written by hand."""
+    text = Path(path).read_text()
+    start, end = text.index(markers[0]) + len(markers[0]), text.index(markers[1])
+    return write_text_atomic(path, text[:start] + "\n" + body + "\n" + text[end:])
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
