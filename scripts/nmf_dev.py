@@ -40,13 +40,17 @@ DEV = OutOfFamilyConfig(seed=9876, families=("dev_additive",), n_pieces=8, clips
 #: name -> (changes to NmfParams(), what it tests)
 VARIANTS: dict[str, tuple[dict, str]] = {
     "chosen": ({}, "the shipped parameters"),
-    "before": (dict(iterations=20, head_s=0.0, decay_s=0.0, mask_power=1.0),
+    "before": (dict(iterations=20, head_s=0.0, decay_s=0.0, release_s=0.0, mask_power=1.0),
                "as shipped before 2026-12-03 (20 iterations, no note heads, flat start, "
                "mask V_t / V)"),
     "iterations_20": (dict(iterations=20), "20 multiplicative updates instead of 10"),
     "iterations_5": (dict(iterations=5), "5 updates"),
-    "no_heads": (dict(head_s=0.0), "no note-head templates"),
+    "heads_0.15": (dict(head_s=0.15), "note-head templates for each note's first 0.15 s"),
     "flat_start": (dict(decay_s=0.0), "activations start flat, not with a plucked decay"),
+    "shipped_12_03": (dict(head_s=0.15, release_s=0.0),
+                      "as shipped on 2026-12-03 (note heads of 0.15 s, no release)"),
+    "no_release": (dict(release_s=0.0), "no release after the score's offsets"),
+    "release_0.2": (dict(release_s=0.2), "release time constant 0.2 s instead of 0.05 s"),
     "mask_power_1": (dict(mask_power=1.0), "mask V_t / (V_t + V_o)"),
     "width_60": (dict(width_cents=60.0), "harmonic support of 60 cents instead of 40"),
     "no_attack": (dict(attack_before=0.0, attack_after=0.0), "no attack components"),

@@ -10,7 +10,8 @@ from guitarsep.evaluation.metrics import si_sdr
 from guitarsep.models.checkpoint import SCORE_NMF, load_model
 from guitarsep.score import Notes
 from guitarsep.score.masks import pitch_activity
-from guitarsep.separation.score_nmf import NmfParams, _templates, score_nmf_mask
+from guitarsep.separation.score_nmf import (NmfParams, _initial_envelopes, _templates,
+                                          score_nmf_mask)
 from guitarsep.separation.separate import score_only, separate_clip
 
 from test_separate import melody, tone
@@ -83,3 +84,20 @@ def test_without_accompaniment_the_other_guitar_gets_free_components():
 def test_the_module_has_no_forward():
     with pytest.raises(TypeError, match="notes"):
         load_model(SCORE_NMF).model(None)
+
+
+def test_initial_envelopes_decay_after_onsets_and_release_after_offsets():
+    """One pitch, notes 0-1 s and 2-2.5 s: the start decays from each onset while a note is
+    held, and falls with ``release_s`` once it is released (before the next onset's
+    tolerance); ``release_s = 0`` keeps the decay alone."""
+    notes = Notes.from_arrays([0.0, 2.0], [1.0, 2.5], [60, 60])
+    p = NmfParams(decay_s=0.5, decay_floor=0.05, release_s=0.05)
+    kw = dict(sr=100, hop=10, onset_tol=0.1)                       # frames every 0.1 s
+    env = _initial_envelopes(notes, np.array([60]), 30, params=p, **kw)[0]
+    decay = 0.05 + 0.95 * np.exp(-np.arange(30) * 0.1 / 0.5)
+    np.testing.assert_allclose(env[:11], decay[:11])                # held: decay only
+    np.testing.assert_allclose(env[13], decay[13] * np.exp(-0.3 / 0.05))   # released
+    np.testing.assert_allclose(env[19:21], [1.0, 1.0])              # next onset (tolerance)
+    no_release = _initial_envelopes(notes, np.array([60]), 30,
+                                    params=NmfParams(decay_s=0.5, release_s=0.0), **kw)[0]
+    np.testing.assert_allclose(no_release[13], decay[13])

@@ -12,16 +12,19 @@ per part:
   cannot.
 - **Activations** are zero outside the frames the score gives the note (the score mask's
   tolerances); the fit learns the envelope within them, starting from a plucked string's
-  decay (``exp(-t / decay_s)`` since the pitch's latest onset, floor ``decay_floor``). The
-  start matters where both parts play one pitch in one timbre: their templates are then
-  alike, and multiplicative updates keep the ratio of their activations where they start,
-  so the part that plucked last should start the louder.
+  decay (``exp(-t / decay_s)`` since the pitch's latest onset, floor ``decay_floor``), and
+  once no note of the pitch is held, a release (``exp(-t / release_s)`` since the latest
+  offset: the activity constraint lets a note ring up to ``fermata`` seconds past its
+  offset, but a released string mostly stops). The start matters where both parts play one
+  pitch in one timbre: their templates are then alike, and multiplicative updates keep the
+  ratio of their activations where they start, so the part that plucked last, and is still
+  held, should start the louder.
 - **Attacks**: a flat template per part, active only around that part's onsets
   (``[onset - attack_before, onset + attack_after]``), for the pick noise the combs miss.
-- **Note heads**: a second harmonic template per (part, pitch), active only where the note
-  cut to its first ``head_s`` seconds would be (with the score mask's tolerances, so up to
-  ``head_s`` + 0.5 s after the onset): a plucked string is brighter at the pluck than in its
-  decay, which one template per pitch has to average.
+- **Note heads** (off by default, ``head_s`` 0; an ablation of ``scripts/nmf_dev.py``): a
+  second harmonic template per (part, pitch), active only where the note cut to its first
+  ``head_s`` seconds would be (with the score mask's tolerances): a plucked string is
+  brighter at the pluck than in its decay, which one template per pitch has to average.
 
 Multiplicative updates (KL divergence) keep every zero a zero, so the constraints hold.
 With the two parts' models ``V_t = W_t H_t`` and ``V_o = W_o H_o``, the target's mask is
@@ -60,7 +63,9 @@ class NmfParams:
     # additive-synthesis dev family, never a test family; its table is in docs/ablations.md).
     # 10 iterations (fewer keep the fit closer to the score), the note heads, the decay start
     # and the mask power 1/2 together gain 2-3 dB on the same-timbre dev clips and cost the
-    # different-timbre ones 0.2-0.6 dB.
+    # different-timbre ones 0.2-0.6 dB. On 2026-12-04 the release start was added (alone
+    # +0.1-0.3 dB in every dev cell's median), after which the note heads cost 0.1-0.3 dB:
+    # they are off by default (head_s 0) and stay as an ablation of scripts/nmf_dev.py.
     iterations: int = 10
     n_harmonics: int = 40
     width_cents: float = 40.0       # harmonic support: guitars are slightly inharmonic
@@ -68,9 +73,10 @@ class NmfParams:
     attack_before: float = 0.03     # s before an onset where the attack component may sound
     attack_after: float = 0.12      # s after it
     free_components: int = 8        # the other guitar's, when its notes are not given
-    head_s: float = 0.15            # note-head templates: each note's first head_s (0: none)
+    head_s: float = 0.0             # note-head templates: each note's first head_s (0: none)
     decay_s: float = 0.5            # time constant of the initial activations' decay after
     decay_floor: float = 0.05       # each onset, and the level it decays to (decay_s 0: flat)
+    release_s: float = 0.05         # time constant after the latest offset (0: no release)
     mask_power: float = 0.5         # mask = V_t^p / (V_t^p + V_o^p)
 
 
@@ -108,8 +114,8 @@ def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
     templates = _templates(sr, n_fft, params)
     pitches, active = pitch_activity(notes, n_frames, sr=sr, hop=hop, params=mask)
     W = templates[pitches].T                                            # (F, P)
-    H = active.T * _decay_since_onsets(notes, pitches, n_frames, sr=sr, hop=hop,
-                                       onset_tol=mask.onset_tol, params=params)  # (P, T)
+    H = active.T * _initial_envelopes(notes, pitches, n_frames, sr=sr, hop=hop,
+                                      onset_tol=mask.onset_tol, params=params)  # (P, T)
     if params.head_s > 0 and len(notes):
         heads = Notes(notes.onset, np.minimum(notes.offset, notes.onset + params.head_s),
                       notes.pitch, notes.velocity)
@@ -123,22 +129,37 @@ def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
     return W, H
 
 
-def _decay_since_onsets(notes: Notes, pitches: np.ndarray, n_frames: int, *, sr: int,
-                        hop: int, onset_tol: float, params: NmfParams) -> np.ndarray:
-    """``(P, n_frames)``: ``floor + (1 - floor) exp(-dt / decay_s)``, ``dt`` the time since
-    the latest onset of each pitch (an onset within ``onset_tol`` ahead counts as now)."""
+def _initial_envelopes(notes: Notes, pitches: np.ndarray, n_frames: int, *, sr: int,
+                       hop: int, onset_tol: float, params: NmfParams) -> np.ndarray:
+    """``(P, n_frames)``: the initial activation of each pitch, a plucked decay since its
+    latest onset (an onset within ``onset_tol`` ahead counts as now), times a release since
+    its latest offset in frames where none of its notes is held (:class:`NmfParams`)."""
     out = np.ones((len(pitches), n_frames))
-    if params.decay_s <= 0:
-        return out
     centres = np.arange(n_frames) * hop / sr
     floor = params.decay_floor
     for i, pitch in enumerate(pitches):
-        onsets = np.sort(notes.onset[notes.pitch == pitch])
-        latest = np.searchsorted(onsets, centres + onset_tol, side="right") - 1
-        dt = np.clip(centres - onsets[np.maximum(latest, 0)], 0.0, None)
-        dt[latest < 0] = 0.0               # before the first onset: only its tolerance frames
-        out[i] = floor + (1.0 - floor) * np.exp(-dt / params.decay_s)
+        of_pitch = notes.pitch == pitch
+        onsets = np.sort(notes.onset[of_pitch])
+        if params.decay_s > 0:
+            latest = np.searchsorted(onsets, centres + onset_tol, side="right") - 1
+            dt = np.clip(centres - onsets[np.maximum(latest, 0)], 0.0, None)
+            dt[latest < 0] = 0.0           # before the first onset: only its tolerance frames
+            out[i] = floor + (1.0 - floor) * np.exp(-dt / params.decay_s)
+        if params.release_s > 0:
+            out[i] *= _release(notes.onset[of_pitch] - onset_tol, notes.offset[of_pitch],
+                               centres, params.release_s)
     return out
+
+
+def _release(starts: np.ndarray, offsets: np.ndarray, centres: np.ndarray,
+             release_s: float) -> np.ndarray:
+    """``(T,)``: 1 where a note ``[start, offset]`` is held or none has ended yet, else
+    ``exp(-dt / release_s)`` with ``dt`` the time since the latest offset."""
+    held = ((centres[None, :] >= starts[:, None]) & (centres[None, :] <= offsets[:, None])).any(0)
+    ends = np.sort(offsets)
+    latest = np.searchsorted(ends, centres, side="right") - 1
+    dt = centres - ends[np.maximum(latest, 0)]
+    return np.where(held | (latest < 0), 1.0, np.exp(-np.clip(dt, 0.0, None) / release_s))
 
 
 def _ratio(V: np.ndarray, W: np.ndarray, H: np.ndarray, WH: np.ndarray, R: np.ndarray) -> None:
