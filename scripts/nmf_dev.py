@@ -27,16 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from guitarsep.config import SETTINGS, MaskParams, OutOfFamilyConfig, load_profile
-from guitarsep.corpus import load_corpus
-from guitarsep.corpus.out_of_family import build_out_of_family
+from guitarsep.config import SETTINGS, MaskParams, load_profile
+from guitarsep.corpus.out_of_family import nmf_dev_sets
 from guitarsep.evaluation.out_of_family import score_models
 from guitarsep.io import write_between_markers
 from guitarsep.models.checkpoint import SCORE_NMF, LoadedModel
 from guitarsep.score import Notes
 from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
 
-DEV = OutOfFamilyConfig(seed=9876, families=("dev_additive",), n_pieces=8, clips_per_cell=16)
 #: name -> (changes to NmfParams(), what it tests)
 VARIANTS: dict[str, tuple[dict, str]] = {
     "chosen": ({}, "the shipped parameters"),
@@ -72,14 +70,12 @@ def nmf(params: NmfParams, kind: type[ScoreNmf] = ScoreNmf) -> LoadedModel:
 
 def dev_scores(profile) -> pd.DataFrame:
     """Per-clip SI-SDR of every variant and the two references on both dev sets."""
-    dev_profile = dataclasses.replace(profile, name="nmf_dev", oof=DEV)
     models: dict = {name: nmf(dataclasses.replace(NmfParams(), **change))
                     for name, (change, _) in VARIANTS.items()}
     models.update(no_accompaniment=nmf(NmfParams(), WithoutAccompaniment),
                   score_only="score_only", oracle_irm="oracle_irm")
     frames = []
-    for dev_set, corpus, split in (("additive", build_out_of_family(dev_profile), "test"),
-                                   ("validation", load_corpus(profile), "valid")):
+    for dev_set, corpus, split in nmf_dev_sets(profile):
         s = score_models(corpus, models, mask=profile.mask, split=split)
         frames.append(s.assign(dev_set=dev_set, cell=np.where(
             s.target_timbre == s.other_timbre, "same", "diff")))

@@ -11,7 +11,8 @@ from guitarsep.models.checkpoint import SCORE_NMF, load_model
 from guitarsep.score import Notes
 from guitarsep.score.masks import pitch_activity
 from guitarsep.separation.score_nmf import (NmfParams, _initial_envelopes, _templates,
-                                          score_nmf_mask)
+                                          fit_factors, initial_factors, score_nmf_mask,
+                                          target_share)
 from guitarsep.separation.separate import score_only, separate_clip
 
 from test_separate import melody, tone
@@ -101,3 +102,30 @@ def test_initial_envelopes_decay_after_onsets_and_release_after_offsets():
     no_release = _initial_envelopes(notes, np.array([60]), 30,
                                     params=NmfParams(decay_s=0.5, release_s=0.0), **kw)[0]
     np.testing.assert_allclose(no_release[13], decay[13])
+
+
+def _kl(V, f):
+    WH = f.W @ f.H + 1e-12
+    return float(np.sum(V * np.log((V + 1e-12) / WH) - V + WH))
+
+
+def test_fit_factors_descends_and_holds_what_it_is_told_to():
+    """The KL multiplicative updates never raise the divergence (Lee & Seung), keep the
+    score's zeros, and leave a held factor as it was."""
+    mix, _, tn, an = _staggered()
+    V = np.ascontiguousarray(_mag(mix).T.astype(np.float32))
+    kw = dict(**KW, mask=load_model(SCORE_NMF).mask, params=NmfParams())
+    f = initial_factors(V, tn, an, **kw)
+    zeros_w, zeros_h = f.W == 0, f.H == 0
+    kl = [_kl(V, f)]
+    for _ in range(5):
+        kl.append(_kl(V, fit_factors(V, f, 1)))
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(kl, kl[1:])) and kl[-1] < 0.5 * kl[0], kl
+    assert np.all(f.W[zeros_w] == 0) and np.all(f.H[zeros_h] == 0)
+    held = initial_factors(V, tn, an, **kw)
+    W0 = held.W.copy()
+    fit_factors(V, held, 3, update_w=False)
+    np.testing.assert_array_equal(held.W, W0)
+    V_t, V_o = held.part_models()
+    share = target_share(V_t, V_o, 0.5)
+    assert share.shape == V.shape and np.all((share >= 0) & (share <= 1))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import pandas as pd
 from guitarsep.config import OutOfFamilyConfig, Profile, config_hash
 from guitarsep.corpus.build import (PREROLL_S, _window_in, _prepare_root, _run_tasks,
                                     _stored_key, _task_clip, _write_csv)
-from guitarsep.corpus.clips import Corpus
+from guitarsep.corpus.clips import Corpus, load_corpus
 from guitarsep.corpus.compose import Piece, generate_idiom_piece
 from guitarsep.corpus.layout import (MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_COLUMNS,
                                      clip_files, notes_file)
@@ -40,9 +41,13 @@ from guitarsep.io import write_text_atomic
 from guitarsep.score import save_notes
 from guitarsep.vocabulary import OOF_PAIRINGS
 
-__all__ = ["OOF_VERSION", "build_out_of_family", "out_of_family_dir"]
+__all__ = ["OOF_VERSION", "NMF_DEV", "build_out_of_family", "out_of_family_dir", "nmf_dev_sets"]
 
 OOF_VERSION = 1
+#: The score NMF's dev family (scripts/nmf_dev.py, scripts/nmf_diagnose.py): 16 + 16 duets of
+#: ``corpus.variety.DEV_FAMILIES``'s additive synthesis, from their own pieces (own seed).
+NMF_DEV = OutOfFamilyConfig(seed=9876, families=("dev_additive",), n_pieces=8,
+                            clips_per_cell=16)
 
 
 def out_of_family_dir(profile: Profile) -> Path:
@@ -141,3 +146,11 @@ def build_out_of_family(profile: Profile, progress: bool = True) -> Corpus:
                 build_seconds=round(time.time() - t_start, 1))
     write_text_atomic(root / "corpus.json", json.dumps(info, indent=1) + "\n")
     return Corpus(root)
+
+
+def nmf_dev_sets(profile: Profile, progress: bool = True) -> list[tuple[str, Corpus, str]]:
+    """``(name, corpus, split)`` of the score NMF's two dev sets: the :data:`NMF_DEV` duets
+    (built if needed under ``<data>/nmf_dev/out_of_family``) and ``profile``'s validation
+    clips. Never a test clip (scripts/nmf_dev.py, scripts/nmf_diagnose.py)."""
+    dev = build_out_of_family(replace(profile, name="nmf_dev", oof=NMF_DEV), progress)
+    return [("additive", dev, "test"), ("validation", load_corpus(profile), "valid")]

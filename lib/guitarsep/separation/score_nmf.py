@@ -50,7 +50,8 @@ from guitarsep.config import MaskParams
 from guitarsep.score.masks import frames_in_spans, pitch_activity
 from guitarsep.score.notes import Notes
 
-__all__ = ["NmfParams", "ScoreNmf", "score_nmf_mask"]
+__all__ = ["NmfParams", "Factors", "ScoreNmf", "initial_factors", "fit_factors",
+           "target_share", "score_nmf_mask"]
 
 _EPS = 1e-12
 
@@ -169,6 +170,64 @@ def _ratio(V: np.ndarray, W: np.ndarray, H: np.ndarray, WH: np.ndarray, R: np.nd
     np.divide(V, WH, out=R)
 
 
+@dataclass
+class Factors:
+    """A two-part factorisation ``V ~ W H``: ``W (F, K)`` and ``H (K, T)`` float32, the
+    target's components first (``n_target`` of them), then the other guitar's."""
+
+    W: np.ndarray
+    H: np.ndarray
+    n_target: int
+
+    def part_models(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(V_t, V_o)``, each ``(F, T)``: the target's and the other guitar's model."""
+        k = self.n_target
+        return self.W[:, :k] @ self.H[:k], self.W[:, k:] @ self.H[k:]
+
+
+def initial_factors(V: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_fft: int,
+                    hop: int, mask: MaskParams, params: NmfParams) -> Factors:
+    """The score's factors for a magnitude ``V (F, T)``, scaled to its mean; an empty
+    ``accomp`` gets ``free_components`` unconstrained components instead."""
+    n_frames = V.shape[1]
+    kw = dict(sr=sr, n_fft=n_fft, hop=hop, mask=mask, params=params)
+    W_t, H_t = _part_factors(target, n_frames, **kw)
+    if len(accomp):
+        W_a, H_a = _part_factors(accomp, n_frames, **kw)
+    else:
+        W_a = np.random.default_rng(0).uniform(0.5, 1.0, (V.shape[0], params.free_components))
+        H_a = np.ones((params.free_components, n_frames))
+    W = np.concatenate([W_t, W_a], axis=1).astype(np.float32)
+    H = (np.concatenate([H_t, H_a], axis=0) * (V.mean() + _EPS)).astype(np.float32)
+    return Factors(W, H, W_t.shape[1])
+
+
+def fit_factors(V: np.ndarray, f: Factors, iterations: int, *, update_w: bool = True,
+                update_h: bool = True) -> Factors:
+    """``iterations`` KL multiplicative updates of ``f`` (in place) towards ``V (F, T)``
+    float32; ``update_w`` / ``update_h`` False hold that factor (scripts/nmf_diagnose.py)."""
+    W, H = f.W, f.H
+    WH, R = np.empty_like(V), np.empty_like(V)     # reused: fresh (F, T) arrays every
+    for _ in range(iterations):                      # update cost more in page faults
+        if update_h:
+            _ratio(V, W, H, WH, R)
+            H *= (W.T @ R) / (W.sum(axis=0)[:, None] + _EPS)
+        if update_w:
+            _ratio(V, W, H, WH, R)
+            W *= (R @ H.T) / (H.sum(axis=1)[None, :] + _EPS)
+            norm = W.max(axis=0) + _EPS             # scale into H: keeps the updates stable
+            W /= norm
+            H *= norm[:, None]
+    return f
+
+
+def target_share(V_t: np.ndarray, V_o: np.ndarray, power: float) -> np.ndarray:
+    """``V_t^p / (V_t^p + V_o^p)`` (0 where neither part has energy), same shape."""
+    V_t = V_t ** power
+    V_all = V_t + V_o ** power
+    return np.divide(V_t, V_all, out=np.zeros_like(V_t), where=V_all > _EPS)
+
+
 def score_nmf_mask(mag: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_fft: int,
                    hop: int, mask: MaskParams = MaskParams(),
                    params: NmfParams = NmfParams()) -> np.ndarray:
@@ -181,30 +240,10 @@ def score_nmf_mask(mag: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_
     """
     V = np.ascontiguousarray(np.asarray(mag, dtype=np.float32).T)     # (F, T); float32: 2x
     # faster than float64 on 2 cores, same medians on the validation clips
-    n_frames = V.shape[1]
-    kw = dict(sr=sr, n_fft=n_fft, hop=hop, mask=mask, params=params)
-    W_t, H_t = _part_factors(target, n_frames, **kw)
-    if len(accomp):
-        W_a, H_a = _part_factors(accomp, n_frames, **kw)
-    else:
-        W_a = np.random.default_rng(0).uniform(0.5, 1.0, (V.shape[0], params.free_components))
-        H_a = np.ones((params.free_components, n_frames))
-    W = np.concatenate([W_t, W_a], axis=1).astype(np.float32)
-    H = (np.concatenate([H_t, H_a], axis=0) * (V.mean() + _EPS)).astype(np.float32)
-    WH, R = np.empty_like(V), np.empty_like(V)     # reused: fresh (F, T) arrays every
-    for _ in range(params.iterations):               # update cost more in page faults
-        _ratio(V, W, H, WH, R)
-        H *= (W.T @ R) / (W.sum(axis=0)[:, None] + _EPS)
-        _ratio(V, W, H, WH, R)
-        W *= (R @ H.T) / (H.sum(axis=1)[None, :] + _EPS)
-        norm = W.max(axis=0) + _EPS                 # scale into H: keeps the updates stable
-        W /= norm
-        H *= norm[:, None]
-    k_t = W_t.shape[1]
-    V_t = (W[:, :k_t] @ H[:k_t]) ** params.mask_power
-    V_all = V_t + (W[:, k_t:] @ H[k_t:]) ** params.mask_power
-    out = np.divide(V_t, V_all, out=np.zeros_like(V_t), where=V_all > _EPS)
-    return out.T.astype(np.float32)
+    f = initial_factors(V, target, accomp, sr=sr, n_fft=n_fft, hop=hop, mask=mask,
+                        params=params)
+    fit_factors(V, f, params.iterations)
+    return target_share(*f.part_models(), params.mask_power).T.astype(np.float32)
 
 
 class ScoreNmf(nn.Module):

@@ -1,0 +1,145 @@
+"""Where the score NMF loses against the oracle, on its dev clips (never a test clip).
+
+Each row replaces one part of the NMF's target gain by what the isolated sources give, and
+scores the result (SI-SDR of the masked mixture, whole clip, the modern STFT):
+
+- ``nmf``: the shipped NMF's gain ``V_t / (V_t + V_o)`` (what its mask gives after the
+  Wiener filter);
+- ``oracle``: ``|S_t|^2 / (|S_t|^2 + |S_o|^2)`` from the isolated parts;
+- ``oracle_in_overlap`` / ``oracle_outside``: the oracle's gain only in the bins where both
+  parts' models are within 10 dB of each other (``min / max > 0.1``), the NMF's elsewhere,
+  and the reverse; ``overlap_energy``: the mixture's share of energy in those bins;
+- ``templates_known`` / ``activations_known`` / ``both_known``: the NMF's factors fitted to
+  each isolated part alone (its own components, the same constraints and iterations), then
+  one factor held while the other is fitted to the mixture (``both_known``: none refitted:
+  the ceiling of the NMF's model).
+
+Writes ``data/results/default/nmf_diagnose.csv`` (per clip) and the table of
+docs/ablations.md between its markers.
+
+    python scripts/nmf_diagnose.py          # about 20 s on 2 cores (16 s on 2026-12-04)
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from guitarsep.config import SETTINGS, MaskParams, load_profile
+from guitarsep.corpus.out_of_family import nmf_dev_sets
+from guitarsep.evaluation.metrics import si_sdr
+from guitarsep.io import write_between_markers
+from guitarsep.models.frontend import Spectrogram, istft
+from guitarsep.separation.score_nmf import (Factors, NmfParams, fit_factors, initial_factors,
+                                            target_share)
+
+ST = SETTINGS["modern"]
+MARK = ("<!-- nmf-diagnose:begin -->", "<!-- nmf-diagnose:end -->")
+ROWS = ["nmf", "oracle", "oracle_in_overlap", "oracle_outside", "templates_known",
+        "activations_known", "both_known"]
+
+
+def _stft(x: np.ndarray) -> np.ndarray:
+    return Spectrogram(ST)(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None])[0].numpy()
+
+
+def _magnitude(X: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.abs(X).T.astype(np.float32))            # (F, T)
+
+
+def _split(f: Factors) -> tuple[Factors, Factors]:
+    """The target's and the other part's components as two factorisations."""
+    k = f.n_target
+    return (Factors(f.W[:, :k].copy(), f.H[:k].copy(), k),
+            Factors(f.W[:, k:].copy(), f.H[k:].copy(), 0))
+
+
+def _join(t: Factors, o: Factors) -> Factors:
+    return Factors(np.concatenate([t.W, o.W], 1), np.concatenate([t.H, o.H]), t.W.shape[1])
+
+
+def clip_gains(clip, params: NmfParams, mask: MaskParams) -> tuple[dict, float, np.ndarray]:
+    """The target gains ``(F, T)`` of every row of :data:`ROWS` for one clip, the overlap
+    bins' share of the mixture's energy, and the mixture STFT ``(T, F)``."""
+    X, S_t, S_o = (_stft(x) for x in (clip.mix, clip.target, clip.other))
+    kw = dict(sr=ST.sr, n_fft=ST.n_fft, hop=ST.hop, mask=mask, params=params)
+    V = _magnitude(X)
+
+    def start():
+        return initial_factors(V, clip.target_notes, clip.accomp_notes, **kw)
+
+    fitted = fit_factors(V, start(), params.iterations)
+    alone_t, _ = _split(start())
+    _, alone_o = _split(start())
+    fit_factors(_magnitude(S_t), alone_t, params.iterations)
+    fit_factors(_magnitude(S_o), alone_o, params.iterations)
+    known = _join(alone_t, alone_o)
+    init = start()
+    w_known = fit_factors(V, Factors(known.W.copy(), init.H, known.n_target),
+                          params.iterations, update_w=False)
+    h_known = fit_factors(V, Factors(init.W, known.H.copy(), known.n_target),
+                          params.iterations, update_h=False)
+    V_t, V_o = fitted.part_models()
+    nmf = target_share(V_t, V_o, 1.0)
+    p_t, p_o = np.abs(S_t.T) ** 2, np.abs(S_o.T) ** 2
+    oracle = np.divide(p_t, p_t + p_o, out=np.zeros_like(p_t), where=p_t + p_o > 0)
+    overlap = np.minimum(V_t, V_o) > 0.1 * np.maximum(V_t, V_o)
+    gains = {"nmf": nmf, "oracle": oracle,
+             "oracle_in_overlap": np.where(overlap, oracle, nmf),
+             "oracle_outside": np.where(overlap, nmf, oracle),
+             "templates_known": target_share(*w_known.part_models(), 1.0),
+             "activations_known": target_share(*h_known.part_models(), 1.0),
+             "both_known": target_share(*known.part_models(), 1.0)}
+    energy = np.abs(X.T) ** 2
+    return gains, float((energy * overlap).sum() / energy.sum()), X
+
+
+def diagnose(profile, params: NmfParams = NmfParams()) -> pd.DataFrame:
+    """Per dev clip: SI-SDR of every row of :data:`ROWS` and ``overlap_energy``."""
+    rows = []
+    for dev_set, corpus, split in nmf_dev_sets(profile):
+        for clip_id in corpus.clips(split=split).clip_id:
+            clip = corpus.clip(clip_id)
+            gains, overlap_energy, X = clip_gains(clip, params, profile.mask)
+            row = dict(dev_set=dev_set, clip_id=clip_id, overlap_energy=overlap_energy,
+                       cell="same" if clip.target_timbre == clip.other_timbre else "diff")
+            for name, g in gains.items():
+                y = istft(torch.from_numpy(g.T * X), ST, len(clip.mix)).numpy()
+                row[name] = si_sdr(clip.target, y)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table(scores: pd.DataFrame) -> list[str]:
+    """Markdown: the median of every row per dev cell."""
+    med = scores.groupby(["dev_set", "cell"])[[*ROWS, "overlap_energy"]].median()
+    cells = list(med.index)
+    out = ["| row | " + " | ".join(f"{d} {c}" for d, c in cells) + " |",
+           "|---|" + "---|" * len(cells)]
+    for name in ROWS:
+        out.append(f"| {name} | " + " | ".join(f"{med.loc[c, name]:.2f}" for c in cells) + " |")
+    out.append("| overlap_energy | " + " | ".join(
+        f"{med.loc[c, 'overlap_energy']:.0%}" for c in cells) + " |")
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
+    args = ap.parse_args(argv)
+    profile = load_profile("default")
+    t0 = time.perf_counter()
+    scores = diagnose(profile)
+    scores.to_csv(profile.results_dir / "nmf_diagnose.csv", index=False, float_format="%.4f")
+    lines = table(scores)
+    write_between_markers(args.doc, MARK, "\n".join(lines))
+    print("\n".join(lines))
+    print(f"wall {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
