@@ -48,7 +48,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "shipped_12_03": (dict(head_s=0.15, release_s=0.0),
                       "as shipped on 2026-12-03 (note heads of 0.15 s, no release)"),
     "no_release": (dict(release_s=0.0), "no release after the score's offsets"),
-    "release_0.2": (dict(release_s=0.2), "release time constant 0.2 s instead of 0.05 s"),
+    "release_0.05": (dict(release_s=0.05), "release time constant 0.05 s instead of 0.2 s"),
     "mask_power_1": (dict(mask_power=1.0), "mask V_t / (V_t + V_o)"),
     "width_60": (dict(width_cents=60.0), "harmonic support of 60 cents instead of 40"),
     "no_attack": (dict(attack_before=0.0, attack_after=0.0), "no attack components"),
@@ -63,6 +63,28 @@ class WithoutAccompaniment(ScoreNmf):
         return super().magnitude(mag, target, Notes.empty())
 
 
+class HalvedOffsets(ScoreNmf):
+    """The NMF given a score whose notes end halfway (both parts): offsets that come too
+    early, as in a tab that does not notate let-ring or a staccato transcription."""
+
+    def magnitude(self, mag, target, accomp):
+        def halve(n: Notes) -> Notes:
+            return Notes(n.onset, n.onset + 0.5 * (n.offset - n.onset), n.pitch, n.velocity)
+        return super().magnitude(mag, halve(target), halve(accomp))
+
+
+#: the NMF under other conditions: name -> (changes to NmfParams(), kind, what it tests)
+CONDITIONS: dict[str, tuple[dict, type[ScoreNmf], str]] = {
+    "no_accompaniment": ({}, WithoutAccompaniment, "chosen, without the accompaniment's notes "
+                         "(free components for the other guitar)"),
+    "halved_offsets": ({}, HalvedOffsets, "chosen, every note of the score ending halfway"),
+    "halved_offsets_release_0.05": (dict(release_s=0.05), HalvedOffsets,
+                                    "release 0.05 s, every note ending halfway"),
+    "halved_offsets_no_release": (dict(release_s=0.0), HalvedOffsets,
+                                  "no release, every note ending halfway"),
+}
+
+
 def nmf(params: NmfParams, kind: type[ScoreNmf] = ScoreNmf) -> LoadedModel:
     setting, mask = SETTINGS["modern"], MaskParams()
     return LoadedModel(kind(setting, mask, params), SCORE_NMF, setting, asdict(params), mask)
@@ -72,8 +94,9 @@ def dev_scores(profile) -> pd.DataFrame:
     """Per-clip SI-SDR of every variant and the two references on both dev sets."""
     models: dict = {name: nmf(dataclasses.replace(NmfParams(), **change))
                     for name, (change, _) in VARIANTS.items()}
-    models.update(no_accompaniment=nmf(NmfParams(), WithoutAccompaniment),
-                  score_only="score_only", oracle_irm="oracle_irm")
+    for name, (change, kind, _) in CONDITIONS.items():
+        models[name] = nmf(dataclasses.replace(NmfParams(), **change), kind)
+    models.update(score_only="score_only", oracle_irm="oracle_irm")
     frames = []
     for dev_set, corpus, split in nmf_dev_sets(profile):
         s = score_models(corpus, models, mask=profile.mask, split=split)
@@ -91,8 +114,7 @@ def table(scores: pd.DataFrame) -> list[str]:
     head = " | ".join(f"{d} {c}" for d, c in cells)
     out = [f"| variant | what | {head} | per-clip gain over chosen (share better) |",
            "|---|---|" + "---|" * (len(cells) + 1)]
-    extra = {"no_accompaniment": "chosen, without the accompaniment's notes (free "
-                                 "components for the other guitar)",
+    extra = {**{name: what for name, (_, _, what) in CONDITIONS.items()},
              "score_only": "reference: the soft score mask", "oracle_irm": "reference: oracle"}
     for name in [*VARIANTS, *extra]:
         what = VARIANTS[name][1] if name in VARIANTS else extra[name]

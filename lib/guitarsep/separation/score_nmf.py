@@ -64,9 +64,11 @@ class NmfParams:
     # additive-synthesis dev family, never a test family; its table is in docs/ablations.md).
     # 10 iterations (fewer keep the fit closer to the score), the note heads, the decay start
     # and the mask power 1/2 together gain 2-3 dB on the same-timbre dev clips and cost the
-    # different-timbre ones 0.2-0.6 dB. On 2026-12-04 the release start was added (alone
-    # +0.1-0.3 dB in every dev cell's median), after which the note heads cost 0.1-0.3 dB:
-    # they are off by default (head_s 0) and stay as an ablation of scripts/nmf_dev.py.
+    # different-timbre ones 0.2-0.6 dB. On 2026-12-04 the release start was added, after
+    # which the note heads cost 0.1-0.3 dB: they are off by default (head_s 0) and stay as
+    # an ablation of scripts/nmf_dev.py. Its time constant is 0.2 s, not the 0.05 s that is
+    # best with exact offsets: with offsets that come too early (every note halved) 0.05 s
+    # loses about 1 dB on the validation clips against no release, 0.2 s about nothing.
     iterations: int = 10
     n_harmonics: int = 40
     width_cents: float = 40.0       # harmonic support: guitars are slightly inharmonic
@@ -77,7 +79,7 @@ class NmfParams:
     head_s: float = 0.0             # note-head templates: each note's first head_s (0: none)
     decay_s: float = 0.5            # time constant of the initial activations' decay after
     decay_floor: float = 0.05       # each onset, and the level it decays to (decay_s 0: flat)
-    release_s: float = 0.05         # time constant after the latest offset (0: no release)
+    release_s: float = 0.2          # time constant after the latest offset (0: no release)
     mask_power: float = 0.5         # mask = V_t^p / (V_t^p + V_o^p)
 
 
