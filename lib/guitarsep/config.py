@@ -177,7 +177,8 @@ class RobustnessConfig:
     ``levels``: per perturbation kind, the levels tried besides the clean score (seconds for
     ``onset_jitter``/``global_offset``, fractions of the notes for the others). Every
     condition is run with and without DTW alignment (``align``) for each of ``models``
-    (trained ``setting`` models) on the first ``n_clips`` test clips of ``scenario``.
+    (trained ``setting`` models, and the shipped ``score_nmf``) on the first ``n_clips`` test
+    clips of ``scenario``.
     """
 
     levels: tuple[tuple[str, tuple[float, ...]], ...] = (
@@ -187,7 +188,8 @@ class RobustnessConfig:
         ("extra_notes", (0.1, 0.25, 0.5)),
         ("wrong_octave", (0.1, 0.25, 0.5)),
     )
-    models: tuple[str, ...] = ("si_umx_soft", "si_umx_binary")
+    # trained models of the profile in ``setting``, and "score_nmf": the shipped default
+    models: tuple[str, ...] = ("si_umx_soft", "si_umx_binary", "score_nmf")
     setting: str = "modern"
     scenario: str = "seen"
     n_clips: int = 6

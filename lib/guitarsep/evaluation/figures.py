@@ -198,7 +198,8 @@ ROBUSTNESS_PANELS: dict[str, tuple[str, str, float]] = {
     "wrong_octave": ("Wrong octave", "notes moved ±12 (%)", 100.0),
 }
 ROBUSTNESS_MODELS: tuple[tuple[str, str], ...] = (
-    ("si_umx_soft", "Open-unmix-Soft"), ("si_umx_binary", "Open-unmix-Binary"))
+    ("si_umx_soft", "Open-unmix-Soft"), ("si_umx_binary", "Open-unmix-Binary"),
+    ("score_nmf", "Shipped (score NMF)"))
 
 
 def plot_robustness(df: pd.DataFrame) -> plt.Figure:
@@ -241,7 +242,7 @@ def plot_robustness(df: pd.DataFrame) -> plt.Figure:
         axes[0].set_ylabel("median SI-SDR (dB)")
         handles, names = axes[0].get_legend_handles_labels()
         if handles:
-            fig.legend(handles, names, loc="outside lower center", ncol=4, frameon=False)
+            fig.legend(handles, names, loc="outside lower center", ncol=6, frameon=False)
         fig.suptitle("Target SI-SDR with an imperfect score")
     fig.guitarsep_meta = {"figure": "robustness", "models": labels,
                           "n_clips_per_point": counts}

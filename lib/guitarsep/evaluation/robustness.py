@@ -2,8 +2,8 @@
 
 A user's score is rarely the performance: notes are early or late, the whole score is offset
 from the recording, notes are missing, extra or in the wrong octave. This module corrupts the
-true score of test clips in these ways, separates with the trained score-informed models, with
-and without DTW alignment (``guitarsep.score.align``, what ``guitarsep separate --align`` does), and
+true score of test clips in these ways, separates with the trained score-informed models and
+the shipped score NMF (``RobustnessConfig.models``), with and without DTW alignment (``guitarsep.score.align``, what ``guitarsep separate --align`` does), and
 tabulates SI-SDR against the true target.
 
     >>> df = run_robustness(profile, corpus)          # one row per clip x condition x model
@@ -87,7 +87,8 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
 
     Args:
         profile: gives ``profile.robustness`` (clips, kinds, levels, models, seed) and the
-            trained models (``training.load_trained``).
+            trained models (``training.load_trained``; ``score_nmf``: the shipped NMF, in its
+            own setting).
         corpus: the built corpus of ``profile``.
         models: optional ``{name: network}`` overriding the trained ones (tests).
 
@@ -102,13 +103,18 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
     from guitarsep.score.align import align_notes
     from guitarsep.evaluation.metrics import si_sdr
     from guitarsep.separation.separate import separate_clip
+    from guitarsep.models.checkpoint import SCORE_NMF, load_model
     from guitarsep.training.loop import load_trained
 
     cfg = profile.robustness
     setting = SETTINGS[cfg.setting]
     if models is None:
-        models = {m: load_trained(profile, ModelSpec(m, cfg.setting), device=device).model
+        loaded = {m: load_model(SCORE_NMF) if m == SCORE_NMF else
+                  load_trained(profile, ModelSpec(m, cfg.setting), device=device)
                   for m in cfg.models}
+        runs = {m: (lm.model, lm.setting) for m, lm in loaded.items()}
+    else:
+        runs = {m: (net, setting) for m, net in models.items()}
     clips = robustness_clips(corpus, cfg)
     conditions = robustness_conditions(cfg)
     rows, t_align, t_sep = [], 0.0, 0.0
@@ -129,9 +135,9 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
                     (t_n, a_n), _report = align_notes([target, accomp], clip.mix, clip.sr)
                     t_align += time.perf_counter() - t0
                 err = onset_error_ms(t_n, clip.target_notes) if len(t_n) else float("nan")
-                for name, model in models.items():
+                for name, (model, model_setting) in runs.items():
                     t0 = time.perf_counter()
-                    est = separate_clip(model, clip.mix, t_n, a_n, setting, sr=clip.sr,
+                    est = separate_clip(model, clip.mix, t_n, a_n, model_setting, sr=clip.sr,
                                         mask_params=profile.mask, device=device)
                     t_sep += time.perf_counter() - t0
                     rows.append(dict(clip_id=clip.clip_id, combination=clip.combination,
