@@ -45,8 +45,9 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "iterations_5": (dict(iterations=5), "5 updates"),
     "heads_0.15": (dict(head_s=0.15), "note-head templates for each note's first 0.15 s"),
     "flat_start": (dict(decay_s=0.0), "activations start flat, not with a plucked decay"),
-    "shipped_12_03": (dict(head_s=0.15, release_s=0.0),
-                      "as shipped on 2026-12-03 (note heads of 0.15 s, no release)"),
+    "heads_no_release": (dict(head_s=0.15, release_s=0.0),
+                         "as shipped before the release start (note heads of 0.15 s, no "
+                         "release)"),
     "no_release": (dict(release_s=0.0), "no release after the score's offsets"),
     "release_0.05": (dict(release_s=0.05), "release time constant 0.05 s instead of 0.2 s"),
     "mask_power_1": (dict(mask_power=1.0), "mask V_t / (V_t + V_o)"),

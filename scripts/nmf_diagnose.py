@@ -17,7 +17,7 @@ scores the result (SI-SDR of the masked mixture, whole clip, the modern STFT):
 Writes ``data/results/default/nmf_diagnose.csv`` (per clip) and the table of
 docs/ablations.md between its markers.
 
-    python scripts/nmf_diagnose.py          # about 20 s on 2 cores (16 s on 2026-12-04)
+    python scripts/nmf_diagnose.py          # about 20 s on 2 cores (16 s on 2026-12-03)
 """
 from __future__ import annotations
 

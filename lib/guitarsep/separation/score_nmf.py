@@ -64,7 +64,7 @@ class NmfParams:
     # additive-synthesis dev family, never a test family; its table is in docs/ablations.md).
     # 10 iterations (fewer keep the fit closer to the score), the note heads, the decay start
     # and the mask power 1/2 together gain 2-3 dB on the same-timbre dev clips and cost the
-    # different-timbre ones 0.2-0.6 dB. On 2026-12-04 the release start was added, after
+    # different-timbre ones 0.2-0.6 dB. Later that day the release start was added, after
     # which the note heads cost 0.1-0.3 dB: they are off by default (head_s 0) and stay as
     # an ablation of scripts/nmf_dev.py. Its time constant is 0.2 s, not the 0.05 s that is
     # best with exact offsets: with offsets that come too early (every note halved) 0.05 s
