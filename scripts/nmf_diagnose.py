@@ -69,17 +69,14 @@ def clip_gains(clip, params: NmfParams, mask: MaskParams) -> tuple[dict, float, 
     kw = dict(sr=ST.sr, n_fft=ST.n_fft, hop=ST.hop, mask=mask, params=params)
     V = _magnitude(X)
 
-    def start():
-        return initial_factors(V, clip.target_notes, clip.accomp_notes, **kw)
-
-    fitted = fit_factors(V, start(), params.iterations)
-    alone_t, _ = _split(start())
-    _, alone_o = _split(start())
+    init = initial_factors(V, clip.target_notes, clip.accomp_notes, **kw)
+    alone_t, alone_o = _split(init)                    # copies: every fit below is in place
+    fitted = fit_factors(V, Factors(init.W.copy(), init.H.copy(), init.n_target),
+                         params.iterations)
     fit_factors(_magnitude(S_t), alone_t, params.iterations)
     fit_factors(_magnitude(S_o), alone_o, params.iterations)
     known = _join(alone_t, alone_o)
-    init = start()
-    w_known = fit_factors(V, Factors(known.W.copy(), init.H, known.n_target),
+    w_known = fit_factors(V, Factors(known.W.copy(), init.H.copy(), known.n_target),
                           params.iterations, update_w=False)
     h_known = fit_factors(V, Factors(init.W, known.H.copy(), known.n_target),
                           params.iterations, update_h=False)
