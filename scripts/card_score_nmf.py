@@ -52,9 +52,10 @@ def write_card(scores: pd.DataFrame, bench: dict | None, reference: dict | None,
             "(part, pitch) of the score, plus one attack component per part. Templates are "
             "zero off their pitch's harmonics and activations zero outside the score's note "
             "spans; the activations start with a plucked decay from each onset and a release "
-            "after each offset, and KL multiplicative "
-            "updates fit the rest to the recording. The target's share of each bin, "
-            "sqrt(V_t) / (sqrt(V_t) + sqrt(V_o)), goes through the same Wiener filter and "
+            "after each offset, and KL multiplicative updates fit the rest to the recording "
+            "(the activations' updates damped, so that the start keeps deciding which part "
+            "sounds where the parts' harmonics meet). The target mask "
+            "V_t^p / (V_t^p + V_o^p), p = mask_power, goes through the same Wiener filter and "
             "inverse STFT as the networks. No learned parameters: nothing was trained, so "
             "there is no training timbre to overfit to. The parameters were chosen on dev clips "
             "only, never on a test clip: the default corpus's 24 validation clips and 32 "
@@ -81,7 +82,7 @@ def write_card(scores: pd.DataFrame, bench: dict | None, reference: dict | None,
                  f"({bench['audio_s'] / bench['wall_s']:.1f}x real time), peak memory "
                  f"{bench['peak_rss_bytes'] / 2**30:.2f} GiB."]
         if reference:
-            text[-1] += (f" On the same machine, just before, the default-size network "
+            text[-1] += (f" On the same machine, in the same session, the default-size network "
                          f"(`scripts/bench_separate.py`, si_umx_soft) ran at "
                          f"{reference['audio_s'] / reference['wall_s']:.1f}x: machines of "
                          f"this kind differ up to 2x.")

@@ -14,7 +14,7 @@ Every variant of :data:`VARIANTS` changes the chosen ``NmfParams`` in one respec
 mask and the oracle. Writes ``data/results/default/nmf_dev.csv`` (per
 clip) and the table of docs/ablations.md between its markers.
 
-    python scripts/nmf_dev.py          # about 2 minutes on 2 cores (111 s on 2026-12-03)
+    python scripts/nmf_dev.py          # about 2-3 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -38,16 +38,23 @@ from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
 #: name -> (changes to NmfParams(), what it tests)
 VARIANTS: dict[str, tuple[dict, str]] = {
     "chosen": ({}, "the shipped parameters"),
-    "before": (dict(iterations=20, head_s=0.0, decay_s=0.0, release_s=0.0, mask_power=1.0),
+    "before": (dict(iterations=20, head_s=0.0, decay_s=0.0, release_s=0.0, mask_power=1.0,
+                    h_step=1.0),
                "as shipped before 2026-12-03 (20 iterations, no note heads, flat start, "
                "mask V_t / V)"),
     "iterations_20": (dict(iterations=20), "20 multiplicative updates instead of 10"),
     "iterations_5": (dict(iterations=5), "5 updates"),
     "heads_0.15": (dict(head_s=0.15), "note-head templates for each note's first 0.15 s"),
     "flat_start": (dict(decay_s=0.0), "activations start flat, not with a plucked decay"),
-    "heads_no_release": (dict(head_s=0.15, release_s=0.0),
+    "heads_no_release": (dict(head_s=0.15, release_s=0.0, h_step=1.0, mask_power=0.5),
                          "as shipped before the release start (note heads of 0.15 s, no "
                          "release)"),
+    "full_steps": (dict(h_step=1.0, mask_power=0.5),
+                   "as shipped before the damped steps (full activation steps, mask power 1/2)"),
+    "h_step_1": (dict(h_step=1.0), "activations updated in full multiplicative steps"),
+    "h_step_0.5": (dict(h_step=0.5), "activation steps damped less (h_step 0.5)"),
+    "mask_power_0.5": (dict(mask_power=0.5), "mask V_t^0.5 / (V_t^0.5 + V_o^0.5): the model's "
+                       "share after the Wiener filter"),
     "no_release": (dict(release_s=0.0), "no release after the score's offsets"),
     "release_0.05": (dict(release_s=0.05), "release time constant 0.05 s instead of 0.2 s"),
     "mask_power_1": (dict(mask_power=1.0), "mask V_t / (V_t + V_o)"),
@@ -83,6 +90,12 @@ CONDITIONS: dict[str, tuple[dict, type[ScoreNmf], str]] = {
                                     "release 0.05 s, every note ending halfway"),
     "halved_offsets_no_release": (dict(release_s=0.0), HalvedOffsets,
                                   "no release, every note ending halfway"),
+    "halved_offsets_full_steps": (dict(h_step=1.0, mask_power=0.5), HalvedOffsets,
+                                  "full activation steps and mask power 1/2, every note "
+                                  "ending halfway"),
+    "no_accompaniment_full_steps": (dict(h_step=1.0, mask_power=0.5), WithoutAccompaniment,
+                                    "full activation steps and mask power 1/2, without the "
+                                    "accompaniment's notes"),
 }
 
 

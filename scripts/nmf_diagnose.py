@@ -22,6 +22,7 @@ docs/ablations.md between its markers.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -71,15 +72,13 @@ def clip_gains(clip, params: NmfParams, mask: MaskParams) -> tuple[dict, float, 
 
     init = initial_factors(V, clip.target_notes, clip.accomp_notes, **kw)
     alone_t, alone_o = _split(init)                    # copies: every fit below is in place
-    fitted = fit_factors(V, Factors(init.W.copy(), init.H.copy(), init.n_target),
-                         params.iterations)
-    fit_factors(_magnitude(S_t), alone_t, params.iterations)
-    fit_factors(_magnitude(S_o), alone_o, params.iterations)
+    fit = functools.partial(fit_factors, iterations=params.iterations, h_step=params.h_step)
+    fitted = fit(V, Factors(init.W.copy(), init.H.copy(), init.n_target))
+    fit(_magnitude(S_t), alone_t)
+    fit(_magnitude(S_o), alone_o)
     known = _join(alone_t, alone_o)
-    w_known = fit_factors(V, Factors(known.W.copy(), init.H.copy(), known.n_target),
-                          params.iterations, update_w=False)
-    h_known = fit_factors(V, Factors(init.W, known.H.copy(), known.n_target),
-                          params.iterations, update_h=False)
+    w_known = fit(V, Factors(known.W.copy(), init.H.copy(), known.n_target), update_w=False)
+    h_known = fit(V, Factors(init.W, known.H.copy(), known.n_target), update_h=False)
     V_t, V_o = fitted.part_models()
     nmf = target_share(V_t, V_o, 1.0)
     p_t, p_o = np.abs(S_t.T) ** 2, np.abs(S_o.T) ** 2

@@ -129,3 +129,29 @@ def test_fit_factors_descends_and_holds_what_it_is_told_to():
     V_t, V_o = held.part_models()
     share = target_share(V_t, V_o, 0.5)
     assert share.shape == V.shape and np.all((share >= 0) & (share <= 1))
+
+
+def test_damped_activation_steps_descend_and_spare_free_components():
+    """``h_step`` < 1 still never raises the divergence (a part-way step in log H on the
+    update's convex auxiliary function), moves the score's activations, in log, ``h_step``
+    of a full step, and leaves the unconstrained components (no accompaniment score) at
+    full steps."""
+    mix, _, tn, an = _staggered()
+    V = np.ascontiguousarray(_mag(mix).T.astype(np.float32))
+    kw = dict(**KW, mask=load_model(SCORE_NMF).mask, params=NmfParams())
+    f = initial_factors(V, tn, an, **kw)
+    kl = [_kl(V, f)]
+    for _ in range(5):
+        kl.append(_kl(V, fit_factors(V, f, 1, h_step=0.3)))
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(kl, kl[1:])) and kl[-1] < 0.7 * kl[0], kl
+    for accomp in (an, Notes.empty()):
+        start, full, damped = (initial_factors(V, tn, accomp, **kw) for _ in range(3))
+        fit_factors(V, full, 1, h_step=1.0, update_w=False)
+        fit_factors(V, damped, 1, h_step=0.3, update_w=False)
+        k = start.H.shape[0] - start.n_free
+        on = start.H[:k] > 0
+        np.testing.assert_allclose(np.log(damped.H[:k][on] / start.H[:k][on]),
+                                   0.3 * np.log(full.H[:k][on] / start.H[:k][on]),
+                                   rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(damped.H[k:], full.H[k:], rtol=1e-6)
+    assert start.n_free == NmfParams().free_components
