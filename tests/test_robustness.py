@@ -42,6 +42,15 @@ def test_onset_jitter_is_bounded_and_keeps_durations():
     assert (out.onset >= 0).all()
 
 
+def test_early_offsets_cut_each_note_and_keep_onsets():
+    notes = _notes()
+    out = perturb_notes(notes, "early_offsets", 0.75, None, duration=10)
+    assert np.array_equal(out.onset, notes.onset) and np.array_equal(out.pitch, notes.pitch)
+    np.testing.assert_allclose(out.offset - out.onset, 0.25 * (notes.offset - notes.onset))
+    with pytest.raises(ValueError, match="early_offsets"):
+        perturb_notes(notes, "early_offsets", 1.0, None, duration=10)
+
+
 def test_global_offset_shifts_every_note():
     notes = _notes()
     out = perturb_notes(notes, "global_offset", 0.25, None, duration=10)
@@ -126,7 +135,7 @@ def test_run_robustness_offset_hurts_and_alignment_recovers(smoke_profile, smoke
     assert err[("global_offset", True)] < 100.0 < err[("global_offset", False)]
 
 
-def test_plot_robustness_draws_five_panels():
+def test_plot_robustness_draws_a_panel_per_kind():
     rows = []
     for kind, levels in [("none", [0.0])] + [(k, [0.1, 0.5]) for k in PERTURBATION_KINDS]:
         for lv in levels:
@@ -135,7 +144,7 @@ def test_plot_robustness_draws_five_panels():
                     rows.append(dict(clip_id="c0", kind=kind, level=lv, align=al, model=model,
                                      si_sdr=5.0 - 3 * lv))
     fig = plot_robustness(pd.DataFrame(rows))
-    assert len(fig.axes) == 5
+    assert len(fig.axes) == len(PERTURBATION_KINDS) == 6
     assert all(len(ax.lines) == 4 for ax in fig.axes)
     with pytest.raises(ValueError, match="lacks columns"):
         plot_robustness(pd.DataFrame({"kind": ["none"]}))

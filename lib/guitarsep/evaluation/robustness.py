@@ -1,7 +1,8 @@
 """Robustness of score-informed separation to score errors (used by ``06_robustness.ipynb``).
 
 A user's score is rarely the performance: notes are early or late, the whole score is offset
-from the recording, notes are missing, extra or in the wrong octave. This module corrupts the
+from the recording, notes are missing, extra, in the wrong octave, or end too early. This
+module corrupts the
 true score of test clips in these ways, separates with the trained score-informed models and
 the shipped score NMF (``RobustnessConfig.models``), with and without DTW alignment
 (``guitarsep.score.align``, what ``guitarsep separate --align`` does), and tabulates SI-SDR
@@ -20,6 +21,9 @@ Perturbations (:func:`perturb_notes`; ``level`` in seconds or as a fraction of t
   part's own pitch range, durations drawn from its own notes, onsets uniform over the clip.
 * ``wrong_octave``: ``round(level * n)`` notes move one octave up or down (random sign,
   reflected when the move would leave the MIDI range).
+* ``early_offsets``: every note keeps the first ``1 - level`` of its duration (a tab that does
+  not notate let-ring); the score NMF's release start reads note ends, the networks' score
+  masks tolerate them (``MaskParams.fermata``).
 
 Both parts of the score (target and accompaniment) get the same kind and level of error, with
 independent draws, except the global offset, which is one shift of the whole score. Draws are a

@@ -1,7 +1,7 @@
 """Score perturbations: the score errors of the robustness study (``06_robustness.ipynb``).
 
 A user's score is rarely the performance: notes are early or late, the whole score is offset
-from the recording, notes are missing, extra or in the wrong octave. :func:`perturb_notes`
+from the recording, notes are missing, extra or in the wrong octave, or end too early. :func:`perturb_notes`
 corrupts a part's :class:`~guitarsep.score.notes.Notes` in these ways and
 :func:`onset_error_ms` measures how far a score's onsets are from the true ones;
 :func:`guitarsep.evaluation.robustness.run_robustness` (the study loop behind
@@ -17,6 +17,8 @@ Perturbations (``level`` in seconds or as a fraction of the notes):
   part's own pitch range, durations drawn from its own notes, onsets uniform over the clip.
 * ``wrong_octave``: ``round(level * n)`` notes move one octave up or down (random sign,
   reflected when the move would leave the MIDI range).
+* ``early_offsets``: every note ends early, keeping the first ``1 - level`` of its duration
+  (a tab that does not notate let-ring, a staccato transcription); onsets are kept.
 
 Decisions where the paper is silent (it has no robustness study): jitter is uniform rather
 than Gaussian so that ``level`` is the largest error; ``onset_error_ms`` is the median
@@ -33,7 +35,7 @@ from guitarsep.score.notes import Notes
 __all__ = ["PERTURBATION_KINDS", "perturb_notes", "onset_error_ms"]
 
 PERTURBATION_KINDS = ("onset_jitter", "global_offset", "missing_notes", "extra_notes",
-                      "wrong_octave")
+                      "wrong_octave", "early_offsets")
 
 
 def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generator, *,
@@ -43,8 +45,8 @@ def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generato
     Args:
         notes: one part, times in seconds from the clip start.
         kind: one of :data:`PERTURBATION_KINDS` (or ``"none"``: ``notes`` unchanged).
-        level: seconds for ``onset_jitter``/``global_offset``, a fraction in [0, 1] of the
-            part's notes for the others. 0 returns ``notes`` unchanged.
+        level: seconds for ``onset_jitter``/``global_offset``, a fraction in [0, 1] of each
+            note's duration for ``early_offsets``, of the part's notes for the others. 0 returns ``notes`` unchanged.
         rng: the draws.
         duration: the clip's length in seconds (where extra notes may fall).
 
@@ -62,8 +64,10 @@ def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generato
         return notes
     on, off = notes.onset.copy(), notes.offset.copy()
     pitch, vel = notes.pitch.copy(), notes.velocity.copy()
-    if kind in ("missing_notes", "extra_notes", "wrong_octave") and level > 1:
+    if kind in ("missing_notes", "extra_notes", "wrong_octave", "early_offsets") and level > 1:
         raise ValueError(f"{kind} level is a fraction of the notes, got {level} > 1")
+    if kind == "early_offsets" and level >= 1:
+        raise ValueError(f"early_offsets level is the share of each note cut, got {level} >= 1")
     k = int(round(level * n))
     if kind == "onset_jitter":
         shift = rng.uniform(-level, level, size=n)
@@ -90,6 +94,8 @@ def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generato
         moved = pitch[idx] + move
         moved = np.where((moved < 0) | (moved > 127), pitch[idx] - move, moved)
         pitch[idx] = moved
+    elif kind == "early_offsets":
+        off = on + (1.0 - level) * (off - on)
     return Notes.from_arrays(on, off, pitch, vel, source=f"<{kind} {level:g}>")
 
 
