@@ -2,11 +2,10 @@
 
 A user's score is rarely the performance: notes are early or late, the whole score is offset
 from the recording, notes are missing, extra, in the wrong octave, or end too early. This
-module corrupts the
-true score of test clips in these ways, separates with the trained score-informed models and
-the shipped score NMF (``RobustnessConfig.models``), with and without DTW alignment
-(``guitarsep.score.align``, what ``guitarsep separate --align`` does), and tabulates SI-SDR
-against the true target.
+module corrupts the true score of test clips in these ways, separates with the trained
+score-informed models and the shipped score NMF (``RobustnessConfig.models``), with and
+without DTW alignment (``guitarsep.score.align``, what ``guitarsep separate --align`` does),
+and tabulates SI-SDR against the true target.
 
     >>> df = run_robustness(profile, corpus)          # one row per clip x condition x model
     >>> fig = plot_robustness(df)                      # guitarsep.evaluation.figures.plot_robustness

@@ -1,8 +1,8 @@
 """Score perturbations: the score errors of the robustness study (``06_robustness.ipynb``).
 
 A user's score is rarely the performance: notes are early or late, the whole score is offset
-from the recording, notes are missing, extra or in the wrong octave, or end too early. :func:`perturb_notes`
-corrupts a part's :class:`~guitarsep.score.notes.Notes` in these ways and
+from the recording, notes are missing, extra or in the wrong octave, or end too early.
+:func:`perturb_notes` corrupts a part's :class:`~guitarsep.score.notes.Notes` in these ways and
 :func:`onset_error_ms` measures how far a score's onsets are from the true ones;
 :func:`guitarsep.evaluation.robustness.run_robustness` (the study loop behind
 ``06_robustness.ipynb``) applies them to test clips and separates with the corrupted scores.
@@ -45,8 +45,9 @@ def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generato
     Args:
         notes: one part, times in seconds from the clip start.
         kind: one of :data:`PERTURBATION_KINDS` (or ``"none"``: ``notes`` unchanged).
-        level: seconds for ``onset_jitter``/``global_offset``, a fraction in [0, 1] of each
-            note's duration for ``early_offsets``, of the part's notes for the others. 0 returns ``notes`` unchanged.
+        level: seconds for ``onset_jitter``/``global_offset``, a fraction in [0, 1) of each
+            note's duration for ``early_offsets``, in [0, 1] of the part's notes for the
+            others. 0 returns ``notes`` unchanged.
         rng: the draws.
         duration: the clip's length in seconds (where extra notes may fall).
 
@@ -64,7 +65,7 @@ def perturb_notes(notes: Notes, kind: str, level: float, rng: np.random.Generato
         return notes
     on, off = notes.onset.copy(), notes.offset.copy()
     pitch, vel = notes.pitch.copy(), notes.velocity.copy()
-    if kind in ("missing_notes", "extra_notes", "wrong_octave", "early_offsets") and level > 1:
+    if kind in ("missing_notes", "extra_notes", "wrong_octave") and level > 1:
         raise ValueError(f"{kind} level is a fraction of the notes, got {level} > 1")
     if kind == "early_offsets" and level >= 1:
         raise ValueError(f"early_offsets level is the share of each note cut, got {level} >= 1")

@@ -75,7 +75,7 @@ class NmfParams:
     # Then the activations' steps were damped (h_step 0.3: the decay and release start is a
     # better model of who sounds than what ten full updates make of it, while the templates
     # still fit freely) and the mask sharpened a little (mask_power 0.6): +0.23 dB per clip,
-    # better on 86 % of the dev clips, +0.2-0.3 dB in each of the four dev cells's medians
+    # better on 86 % of the dev clips, +0.2-0.7 dB in each of the four dev cells' medians
     # (each alone: +0.26 / +0.02 dB per clip).
     iterations: int = 10
     n_harmonics: int = 40
