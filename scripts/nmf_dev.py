@@ -18,11 +18,8 @@ clip) and the table of docs/ablations.md between its markers.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +27,7 @@ import pandas as pd
 from guitarsep.config import SETTINGS, MaskParams, load_profile
 from guitarsep.corpus.out_of_family import nmf_dev_sets
 from guitarsep.evaluation.out_of_family import score_models
-from guitarsep.io import write_between_markers
+from guitarsep.io import run_doc_table
 from guitarsep.models.checkpoint import SCORE_NMF, LoadedModel
 from guitarsep.score import Notes
 from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
@@ -140,17 +137,9 @@ def table(scores: pd.DataFrame) -> list[str]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
-    args = ap.parse_args(argv)
     profile = load_profile("default")
-    t0 = time.perf_counter()
-    scores = dev_scores(profile)
-    scores.to_csv(profile.results_dir / "nmf_dev.csv", index=False, float_format="%.4f")
-    lines = table(scores)
-    write_between_markers(args.doc, MARK, "\n".join(lines))
-    print("\n".join(lines))
-    print(f"wall {time.perf_counter() - t0:.0f} s")
+    run_doc_table(argv, __doc__, lambda: dev_scores(profile), table,
+                  profile.results_dir / "nmf_dev.csv", MARK)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ docs/ablations.md between its markers.
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +30,7 @@ import torch
 from guitarsep.config import SETTINGS, MaskParams, load_profile
 from guitarsep.corpus.out_of_family import nmf_dev_sets
 from guitarsep.evaluation.metrics import si_sdr
-from guitarsep.io import write_between_markers
+from guitarsep.io import run_doc_table
 from guitarsep.models.frontend import Spectrogram, istft
 from guitarsep.separation.score_nmf import (Factors, NmfParams, fit_factors, initial_factors,
                                             target_share)
@@ -124,17 +121,9 @@ def table(scores: pd.DataFrame) -> list[str]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
-    args = ap.parse_args(argv)
     profile = load_profile("default")
-    t0 = time.perf_counter()
-    scores = diagnose(profile)
-    scores.to_csv(profile.results_dir / "nmf_diagnose.csv", index=False, float_format="%.4f")
-    lines = table(scores)
-    write_between_markers(args.doc, MARK, "\n".join(lines))
-    print("\n".join(lines))
-    print(f"wall {time.perf_counter() - t0:.0f} s")
+    run_doc_table(argv, __doc__, lambda: diagnose(profile), table,
+                  profile.results_dir / "nmf_diagnose.csv", MARK)
 
 
 if __name__ == "__main__":

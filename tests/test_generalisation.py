@@ -200,3 +200,22 @@ def test_generated_tables_replace_only_their_markers(tmp_path):
     assert doc.read_text() == "intro\n<!-- t:begin -->\n| new |\n<!-- t:end -->\nafter\n"
     with pytest.raises(ValueError):
         write_between_markers(doc, ("<!-- u:begin -->", "<!-- u:end -->"), "x")
+
+
+def test_dev_script_command_line_writes_csv_and_table(tmp_path, capsys):
+    """run_doc_table (the body of scripts/nmf_dev.py and nmf_diagnose.py): the per-clip CSV,
+    the table between the markers of --doc, both printed lines."""
+    import pandas as pd
+
+    from guitarsep.io import run_doc_table
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- t:begin -->\nold\n<!-- t:end -->\n")
+    scores = pd.DataFrame({"clip_id": ["a", "b"], "si_sdr": [1.23456, -2.0]})
+    out = run_doc_table(["--doc", str(doc)], "Title line.\nmore", lambda: scores,
+                        lambda s: [f"| median | {s.si_sdr.median():.2f} |"],
+                        tmp_path / "per_clip.csv", ("<!-- t:begin -->", "<!-- t:end -->"))
+    assert out is scores
+    assert (tmp_path / "per_clip.csv").read_text() == "clip_id,si_sdr\na,1.2346\nb,-2.0000\n"
+    assert doc.read_text() == "intro\n<!-- t:begin -->\n| median | -0.38 |\n<!-- t:end -->\n"
+    assert "| median | -0.38 |" in capsys.readouterr().out

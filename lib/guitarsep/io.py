@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["resample", "fix_length", "AudioFileError", "AudioInfo", "read_audio", "load_audio",
            "write_audio", "AudioWriter", "AudioScan", "scan_audio", "LevelMeter", "gated_level_db", "output_format",
-           "OUTPUT_FORMATS", "atomic_path", "write_text_atomic", "write_between_markers",
+           "OUTPUT_FORMATS", "atomic_path", "write_text_atomic", "write_between_markers", "run_doc_table",
            "write_json_atomic", "save_npy_atomic", "save_torch_atomic",
            "remove_stale_temporaries", "json_hash", "sha256_hex", "one_line"]
 
@@ -369,6 +369,29 @@ def write_between_markers(path: str | os.PathLike, markers: tuple[str, str], bod
     text = Path(path).read_text()
     start, end = text.index(markers[0]) + len(markers[0]), text.index(markers[1])
     return write_text_atomic(path, text[:start] + "\n" + body + "\n" + text[end:])
+
+
+def run_doc_table(argv, description: str, compute, table, csv_path: Path,
+                  markers: tuple[str, str]):
+    """The command line of the dev scripts (``scripts/nmf_dev.py``, ``scripts/nmf_diagnose.py``):
+    ``compute()`` gives the per-clip table (a DataFrame), written to ``csv_path``;
+    ``table(scores)`` its markdown lines, written between ``markers`` of ``--doc``
+    (docs/ablations.md) and printed with the wall time. Returns the per-clip table."""
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description=description.splitlines()[0])
+    ap.add_argument("--doc", type=Path, default=Path("docs/ablations.md"))
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    scores = compute()
+    with atomic_path(csv_path) as tmp:
+        scores.to_csv(tmp, index=False, float_format="%.4f")
+    lines = table(scores)
+    write_between_markers(args.doc, markers, "\n".join(lines))
+    print("\n".join(lines))
+    print(f"wall {time.perf_counter() - t0:.0f} s")
+    return scores
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
