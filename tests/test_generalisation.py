@@ -219,3 +219,33 @@ def test_dev_script_command_line_writes_csv_and_table(tmp_path, capsys):
     assert (tmp_path / "per_clip.csv").read_text() == "clip_id,si_sdr\na,1.2346\nb,-2.0000\n"
     assert doc.read_text() == "intro\n<!-- t:begin -->\n| median | -0.38 |\n<!-- t:end -->\n"
     assert "| median | -0.38 |" in capsys.readouterr().out
+
+
+def test_unison_share_counts_time_on_one_pitch_once():
+    """corpus.stats.unison_share (scripts/oof_unison.py): the target's time on a pitch while
+    the other part holds it, over the target's time per pitch; a part's own overlapping notes
+    count once, other pitches not at all."""
+    from guitarsep.corpus.stats import unison_share
+    from guitarsep.score import Notes
+
+    target = Notes.from_arrays([0.0, 1.0, 0.5, 1.5], [1.0, 2.0, 1.5, 3.0], [60, 60, 60, 64])
+    other = Notes.from_arrays([0.5, 2.5, 0.0], [1.5, 4.0, 9.0], [60, 64, 62])
+    # pitch 60: held 0-2 s (three notes merged), other 0.5-1.5 -> 1 s; pitch 64: 1.5 of 0.5 s
+    assert unison_share(target, other) == pytest.approx((1.0 + 0.5) / (2.0 + 1.5))
+    assert unison_share(target, target) == pytest.approx(1.0)
+    empty = Notes.from_arrays([], [], [])
+    assert unison_share(target, empty) == 0.0 and unison_share(empty, other) == 0.0
+
+
+def test_unison_table_joins_the_committed_scores():
+    """data/results/default/oof_unison.csv (scripts/oof_unison.py) holds, for every
+    out-of-family clip, the SI-SDR of generalization_scores.csv, not numbers of its own."""
+    import pandas as pd
+
+    results = load_profile("default").results_dir
+    unison = pd.read_csv(results / "oof_unison.csv")
+    oof = unison[unison.clip_set == "out of family"].set_index("clip_id")
+    scores = pd.read_csv(results / "generalization_scores.csv")
+    nmf = scores[scores.model == "shipped-score_nmf"].set_index("clip_id").si_sdr
+    assert len(oof) == 144 and oof.unison.between(0, 1).all()
+    np.testing.assert_allclose(oof.nmf, nmf.loc[oof.index], atol=1e-9)
