@@ -11,7 +11,7 @@ rows). Nothing is separated here and nothing is chosen: it explains the table of
 Writes ``data/results/default/oof_unison.csv`` (per clip) and the table of docs/ablations.md
 between its markers: medians per clip set, cell and unison band.
 
-    python scripts/oof_unison.py      # a few seconds; needs the default reproduce's clips
+    python scripts/oof_unison.py      # about a second; needs the default reproduce's clips
 """
 from __future__ import annotations
 
@@ -27,32 +27,31 @@ from guitarsep.io import run_doc_table
 MARK = ("<!-- oof-unison:begin -->", "<!-- oof-unison:end -->")
 #: Unison bands of the table (share of the target's sounding time).
 BANDS = [0.0, 0.3, 0.6, 1.0]
-#: The model names of the NMF, the score mask and the oracle in each scores file.
-MODELS = {"nmf": ("shipped-score_nmf", "chosen"), "score_only": ("score_only", "score_only"),
-          "oracle": ("oracle_irm", "oracle_irm")}
 
 
-def _clip_sets(profile) -> list[tuple[str, Corpus, str, str, int]]:
-    """``(name, corpus, split, scores file, index into MODELS' names)`` of every clip set."""
+def _clip_sets(profile) -> list[tuple[str, Corpus, str, str, str]]:
+    """``(name, corpus, split, scores file, the NMF's model name in it)`` of every clip set."""
     oof = Corpus(out_of_family_dir(profile))
-    dev = [(f"dev {name}", corpus, split, "nmf_dev.csv", 1)
+    dev = [(f"dev {name}", corpus, split, "nmf_dev.csv", "chosen")
            for name, corpus, split in nmf_dev_sets(profile, progress=False)]
-    return [("out of family", oof, "test", GENERALIZATION_CSV, 0), *dev]
+    return [("out of family", oof, "test", GENERALIZATION_CSV, "shipped-score_nmf"), *dev]
 
 
 def unison_scores(profile) -> pd.DataFrame:
-    """Per clip: set, cell (diff / same), unison share and the three models' SI-SDR."""
+    """Per clip: set, cell (diff / same), unison share and the three models' SI-SDR. Reads
+    only the clips' notes (no audio)."""
     rows = []
-    for name, corpus, split, scores_file, which in _clip_sets(profile):
+    for name, corpus, split, scores_file, nmf in _clip_sets(profile):
         scores = pd.read_csv(profile.results_dir / scores_file)
         si_sdr = scores.pivot_table(index="clip_id", columns="model", values="si_sdr")
-        for clip_id in corpus.clips(split=split).clip_id:
-            clip = corpus.clip(clip_id)
-            row = dict(clip_set=name, clip_id=clip_id,
-                       cell="same" if clip.target_timbre == clip.other_timbre else "diff",
-                       unison=unison_share(clip.target_notes, clip.accomp_notes))
-            row.update({k: si_sdr.loc[clip_id, names[which]] for k, names in MODELS.items()})
-            rows.append(row)
+        for r in corpus.clips(split=split).itertuples(index=False):
+            unison = unison_share(corpus.clip_notes(r.target_notes),
+                                  corpus.clip_notes(r.other_notes))
+            rows.append(dict(clip_set=name, clip_id=r.clip_id,
+                             cell="same" if r.target_timbre == r.other_timbre else "diff",
+                             unison=unison, nmf=si_sdr.loc[r.clip_id, nmf],
+                             score_only=si_sdr.loc[r.clip_id, "score_only"],
+                             oracle=si_sdr.loc[r.clip_id, "oracle_irm"]))
     return pd.DataFrame(rows)
 
 
