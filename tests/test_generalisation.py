@@ -203,8 +203,8 @@ def test_generated_tables_replace_only_their_markers(tmp_path):
 
 
 def test_dev_script_command_line_writes_csv_and_table(tmp_path, capsys):
-    """run_doc_table (the body of scripts/nmf_dev.py and nmf_diagnose.py): the per-clip CSV,
-    the table between the markers of --doc, both printed lines."""
+    """run_doc_table (the body of scripts/nmf_dev.py, nmf_diagnose.py, oof_unison.py): the
+    per-clip CSV, the table between the markers of --doc, both printed lines."""
     import pandas as pd
 
     from guitarsep.io import run_doc_table

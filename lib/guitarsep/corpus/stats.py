@@ -171,11 +171,10 @@ def unison_share(target: Notes, other: Notes) -> float:
     """
     held = overlap = 0.0
     for pitch in np.unique(target.pitch):
-        mine = _merged_spans(target.onset[target.pitch == pitch],
-                             target.offset[target.pitch == pitch])
+        on_t, on_o = target.pitch == pitch, other.pitch == pitch
+        mine = _merged_spans(target.onset[on_t], target.offset[on_t])
         held += float((mine[:, 1] - mine[:, 0]).sum())
-        theirs = _merged_spans(other.onset[other.pitch == pitch],
-                               other.offset[other.pitch == pitch])
+        theirs = _merged_spans(other.onset[on_o], other.offset[on_o])
         if len(theirs):
             lo = np.maximum(mine[:, None, 0], theirs[None, :, 0])
             hi = np.minimum(mine[:, None, 1], theirs[None, :, 1])
