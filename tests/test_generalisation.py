@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -135,8 +136,10 @@ def test_out_of_family_set_builds_and_scores_on_smoke(smoke_profile):
     clip = oof.clip(rows.clip_id.iloc[0])
     assert clip.target.std() > 1e-4 and clip.other.std() > 1e-4
     assert build_out_of_family(smoke_profile, progress=False).root == oof.root   # cached
-    scores = score_models(oof, {"oracle_irm": "oracle_irm", "score_only": "score_only"},
-                          mask=smoke_profile.mask, progress=False)
+    refs = {"oracle_irm": "oracle_irm", "score_only": "score_only"}
+    scores = score_models(oof, refs, mask=smoke_profile.mask, progress=False)
+    in_two = score_models(oof, refs, mask=smoke_profile.mask, progress=False, workers=2)
+    pd.testing.assert_frame_equal(in_two, scores)          # processes change the wall time only
     verdict = against_score_only(scores, "oracle_irm")
     assert len(verdict) == 6
     assert (verdict.gain_db > 0).all()       # the oracle beats the score mask in every cell

@@ -148,3 +148,19 @@ def test_plot_robustness_draws_a_panel_per_kind():
     assert all(len(ax.lines) == 4 for ax in fig.axes)
     with pytest.raises(ValueError, match="lacks columns"):
         plot_robustness(pd.DataFrame({"kind": ["none"]}))
+
+
+def test_run_robustness_in_two_processes_writes_the_same_bytes(smoke_profile, smoke_corpus,
+                                                               tmp_path):
+    """One clip per worker process (guitarsep.parallel): the table is that of one process."""
+    cfg = RobustnessConfig(levels=(("onset_jitter", (0.1,)),), models=("mask",), n_clips=2,
+                           align=(False,))
+    tables = []
+    for workers in (1, 2):
+        profile = dataclasses.replace(smoke_profile, robustness=cfg,
+                                      root=tmp_path / f"w{workers}")
+        _, timing = run_robustness(profile, smoke_corpus, progress=False, workers=workers,
+                                   models={"mask": _ScoreMask()})
+        assert timing["processes"] == workers and timing["rows"] == 2 * 2
+        tables.append((profile.results_dir / "robustness.csv").read_bytes())
+    assert tables[0] == tables[1]

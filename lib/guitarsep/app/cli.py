@@ -40,7 +40,8 @@ def _cmd_train(profile, args) -> int:
 
     if args.model is None:
         with stage_timer(profile, "train"):
-            runs = train_all(profile, load_corpus(profile), progress=not args.quiet)
+            runs = train_all(profile, load_corpus(profile), progress=not args.quiet,
+                             device=args.device, jobs=args.jobs)
         print(runs.to_string(index=False))
         return 0
     spec = next((m for m in profile.models
@@ -63,7 +64,8 @@ def _cmd_evaluate(profile, args) -> int:
     from guitarsep.provenance import record_stage
 
     t0 = time.perf_counter()
-    scores, timing = run_evaluation(profile, load_corpus(profile), progress=not args.quiet)
+    scores, timing = run_evaluation(profile, load_corpus(profile), progress=not args.quiet,
+                                    workers=args.jobs)
     record_stage(profile, "evaluate", time.perf_counter() - t0, **timing)
     print(json.dumps(timing))
     return 0
@@ -77,14 +79,22 @@ def _cmd_out_of_family(profile, args) -> int:
 
     t0 = time.perf_counter()
     scores = run_generalization(profile, shipped=tuple(args.shipped) or None,
-                                progress=not args.quiet)
+                                progress=not args.quiet, workers=args.jobs)
     print(cell_medians(scores).round(2).to_string(index=False))
     print(f"{len(scores)} rows in {time.perf_counter() - t0:.0f} s -> "
           f"{profile.results_dir / GENERALIZATION_CSV}")
     return 0
 
 
+def _add_jobs_argument(p: argparse.ArgumentParser, what: str,
+                       default: str = "one per core") -> None:
+    p.add_argument("--jobs", type=int, default=None,
+                   help=f"worker processes for {what} on the CPU (default: {default}); the "
+                        "results do not depend on it")
+
+
 def _add_oof_arguments(p: argparse.ArgumentParser) -> None:
+    _add_jobs_argument(p, "the models")
     p.add_argument("--shipped", nargs="*", default=[],
                    help="shipped model names to score besides the profile's (default: "
                         "score_nmf, the default of `guitarsep separate`)")
@@ -422,6 +432,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-scale", type=float, default=None,
                    help="with --model: override the spec's steps_scale")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    _add_jobs_argument(p, "the runs (without --model)",
+                       "cores // the profile's cpu_threads")
     p.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints")
     p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--step-sleep", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -431,7 +443,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 PIPELINE_COMMANDS = {
     "build-corpus": ("render the synthetic two-guitar corpus", _cmd_build_corpus, None),
     "train": ("train the profile's models (or one of them)", _cmd_train, _add_train_arguments),
-    "evaluate": ("separate the test clips, write the results table", _cmd_evaluate, None),
+    "evaluate": ("separate the test clips, write the results table", _cmd_evaluate,
+                 lambda p: _add_jobs_argument(p, "the evaluation jobs")),
     "evaluate-oof": ("score models on the out-of-family test clips (sound sources no "
                      "training uses)", _cmd_out_of_family, _add_oof_arguments),
     "figures": ("redraw the figures from the committed results table", _cmd_figures, None),

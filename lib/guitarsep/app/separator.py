@@ -25,25 +25,12 @@ import numpy as np
 from guitarsep.app.separate_file import SeparationError, load_model, load_score
 from guitarsep.io import gated_level_db
 from guitarsep.models.checkpoint import LoadedModel
+from guitarsep.parallel import torch_threads
 from guitarsep.score import Notes
 
 __all__ = ["Separator"]
 
 MAX_CHANNELS = 2          # more channels are down-mixed to mono
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` (None: unchanged) for the block."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextmanager
@@ -123,7 +110,7 @@ class Separator:
         from guitarsep.separation.stream import stream_separate
 
         lm = self.model
-        with _torch_threads(self.threads), _chunk_progress(desc, progress) as on_chunk:
+        with torch_threads(self.threads), _chunk_progress(desc, progress) as on_chunk:
             for t, o in stream_separate(
                     source, lm.model, target, accomp if accomp is not None else Notes.empty(),
                     lm.setting, peak=peak, level_db=level_db, mask_params=mask_params or lm.mask,

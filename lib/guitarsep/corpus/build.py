@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -67,6 +66,7 @@ from guitarsep.corpus.render import render_part
 from guitarsep.corpus.timbres import load_timbres, timbre_sides, timbre_table_hash
 from guitarsep.corpus.variety import draw_training_timbre, timbre_family
 from guitarsep.io import remove_stale_temporaries, write_audio, write_text_atomic
+from guitarsep.parallel import run_tasks, worker_count
 from guitarsep.score import Notes, save_notes
 from guitarsep.vocabulary import COMBINATIONS, SCENARIO_COMBINATIONS, SCENARIOS
 
@@ -325,32 +325,6 @@ def _task_clip(root: str, row: dict, parts: tuple, timbres: dict, sr: int, lufs:
     return dict(clip_id=row["clip_id"], skipped=False, peak_scaled=t_ps + o_ps)
 
 
-def _run_tasks(tasks: list, n_jobs: int, progress: bool, desc: str) -> list:
-    """Run ``(func, args)`` tasks over ``n_jobs`` processes with a tqdm bar; results in order.
-    A step of :func:`build_corpus` (01_data.ipynb)."""
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(tasks), desc=desc, disable=not progress, unit="render")
-    out = [None] * len(tasks)
-    if n_jobs == 1 or len(tasks) <= 1:
-        for i, (f, args) in enumerate(tasks):
-            out[i] = f(*args)
-            bar.update(1)
-    else:
-        from joblib import Parallel, delayed
-
-        def indexed(i, f, args):
-            return i, f(*args)
-
-        par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered",
-                       batch_size=1)
-        for i, res in par(delayed(indexed)(i, f, a) for i, (f, a) in enumerate(tasks)):
-            out[i] = res
-            bar.update(1)
-    bar.close()
-    return out
-
-
-
 # ---------------------------------------------------------------------------------------------
 # Build
 # ---------------------------------------------------------------------------------------------
@@ -379,8 +353,9 @@ def build_corpus(profile: Profile, progress: bool = True, n_jobs: int | None = N
     if drawn:
         write_text_atomic(root / "drawn_timbres.json", json.dumps(drawn, indent=0) + "\n")
     tasks = _render_tasks(cfg, root, pieces, renders, clips, timbres, drawn)   # 3. render
-    results = _run_tasks(tasks, _n_workers(cfg, n_jobs), progress,
-                         desc=f"corpus {profile.name}")
+    workers = worker_count(cfg.n_jobs if n_jobs is None else n_jobs)
+    results = run_tasks(tasks, workers, progress=progress, unit="render",
+                        desc=f"corpus {profile.name}")
     renders_df, manifest = _write_tables(root, pieces_df, renders, clips)  # 4. tables
     _write_info(root, profile, key, (pieces_df, renders_df, manifest), results, t_start)
     return load_corpus(profile)
@@ -448,11 +423,6 @@ def _render_tasks(cfg, root: Path, pieces: list[Piece], renders: list[dict], cli
         parts = tuple(p.window(t0, t1).shift(t0) for p in pc.parts)
         tasks.append((_task_clip, (str(root), c, parts, tdict, sr, lufs)))
     return tasks
-
-
-def _n_workers(cfg, n_jobs: int | None) -> int:
-    jobs = int(cfg.n_jobs if n_jobs is None else n_jobs)
-    return (os.cpu_count() or 1) if jobs < 0 else jobs
 
 
 def _write_tables(root: Path, pieces_df: pd.DataFrame, renders: list[dict],

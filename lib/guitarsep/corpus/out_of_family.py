@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from guitarsep.config import OutOfFamilyConfig, Profile, config_hash
-from guitarsep.corpus.build import (PREROLL_S, _window_in, _prepare_root, _run_tasks,
+from guitarsep.corpus.build import (PREROLL_S, _window_in, _prepare_root,
                                     _stored_key, _task_clip, _write_csv)
 from guitarsep.corpus.clips import Corpus, load_corpus
 from guitarsep.corpus.compose import Piece, generate_idiom_piece
@@ -38,6 +38,7 @@ from guitarsep.corpus.layout import (MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_C
                                      clip_files, notes_file)
 from guitarsep.corpus.variety import DEV_FAMILIES, HELD_OUT, draw_held_out_timbre
 from guitarsep.io import write_text_atomic
+from guitarsep.parallel import run_tasks
 from guitarsep.score import save_notes
 from guitarsep.vocabulary import OOF_PAIRINGS
 
@@ -136,7 +137,8 @@ def build_out_of_family(profile: Profile, progress: bool = True) -> Corpus:
                       for p in by_id[c["piece_id"]].parts)
         tasks.append((_task_clip, (str(root), c, parts, specs, int(cfg.sr),
                                    float(cfg.target_lufs))))
-    _run_tasks(tasks, int(cfg.n_jobs), progress, desc=f"out-of-family clips {profile.name}")
+    run_tasks(tasks, int(cfg.n_jobs), progress=progress, unit="render",
+              desc=f"out-of-family clips {profile.name}")
     write_text_atomic(root / "drawn_timbres.json", json.dumps(specs, indent=0) + "\n")
     _write_csv(root / "pieces.csv", pd.DataFrame(prow, columns=PIECES_COLUMNS))
     _write_csv(root / "renders.csv", pd.DataFrame([], columns=RENDERS_COLUMNS))

@@ -20,6 +20,7 @@ import pandas as pd
 from guitarsep.config import SETTINGS, ModelSpec, Profile
 from guitarsep.vocabulary import ALL_SCENARIO_MODELS, SCENARIOS
 from guitarsep.evaluation.metrics import evaluate_clips, medians_table, select_museval_clips
+from guitarsep.parallel import run_tasks, single_threaded, worker_count
 
 __all__ = ["EvalJob", "evaluation_jobs", "run_evaluation"]
 
@@ -63,55 +64,78 @@ class _Timed:
 
 
 def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: bool = True,
-                   jobs: list[EvalJob] | None = None,
-                   split: str = "test") -> tuple[pd.DataFrame, dict]:
+                   jobs: list[EvalJob] | None = None, split: str = "test",
+                   workers: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Separate and score every clip of ``split`` for every job; write the results tables.
 
     Returns ``(scores, timing)`` where ``scores`` is the tidy per-clip table
     (:data:`guitarsep.evaluation.metrics.RESULT_COLUMNS`) and ``timing`` holds the wall seconds spent
-    separating and scoring. Writes ``<results_dir>/scores.csv`` and ``medians.csv`` for the
-    test split, ``<split>_scores.csv`` and ``<split>_medians.csv`` otherwise. On a split other
-    than "test" (the validation clips, scenario "valid") every job runs on every clip.
-    """
-    from guitarsep.separation import separate_batch
-    from guitarsep.training.loop import load_trained
+    separating and scoring (summed over the jobs). Writes ``<results_dir>/scores.csv`` and
+    ``medians.csv`` for the test split, ``<split>_scores.csv`` and ``<split>_medians.csv``
+    otherwise. On a split other than "test" (the validation clips, scenario "valid") every job
+    runs on every clip.
 
+    On the CPU the jobs go to ``workers`` processes (default: one per core;
+    :mod:`guitarsep.parallel`), each separating with one torch thread, as the jobs do here
+    when ``workers`` is 1: the table is the same bytes either way.
+    """
     test = corpus.clips(split=split)
     if test.empty:
         raise ValueError(f"{corpus.root}: the corpus has no {split} clips")
-    # Each clip is read once and shared by all jobs (a few hundred 15 s clips fit in RAM).
-    clips = {cid: corpus.clip(cid) for cid in test.clip_id}
     museval_ids = select_museval_clips(test, profile.eval.museval_clips_per_cell)
-    frames, t_sep, t_total = [], 0.0, 0.0
-    for job in jobs or evaluation_jobs(profile):
-        rows = test if split != "test" else test[test.scenario.isin(job.scenarios)]
-        chosen = [clips[c] for c in rows.clip_id]
-        if not chosen:
-            continue
-        if job.spec:       # a trained network, separated with the mask it was trained on
-            lm = load_trained(profile, job.spec, device=device)
-            model, mask = lm.model, lm.mask
-        else:              # a reference
-            model, mask = job.model, profile.mask
-        estimates = _Timed(separate_batch(model, chosen, SETTINGS[job.setting],
-                                          sr=chosen[0].sr, mask_params=mask, device=device,
-                                          progress=progress, desc=f"{job.setting}-{job.model}"))
-        t0 = time.perf_counter()
-        items = ((_meta(clip, job), est, clip.target, clip.other) for clip, est in estimates)
-        frames.append(evaluate_clips(items, profile.eval, sr=corpus.sr, museval_ids=museval_ids,
-                                     progress=False, total=len(chosen)))
-        t_total += time.perf_counter() - t0
-        t_sep += estimates.seconds
-    scores = pd.concat(frames, ignore_index=True)
+    todo = [j for j in (jobs or evaluation_jobs(profile))
+            if split != "test" or test.scenario.isin(j.scenarios).any()]
+    n = 1 if device != "cpu" else min(len(todo), worker_count(workers, 1))
+    if n == 1:
+        # each clip is read once and shared by all jobs (a few hundred 15 s clips fit in RAM)
+        clips = {cid: corpus.clip(cid) for cid in test.clip_id}
+        results = [_evaluate_job(profile, job, clips, split, museval_ids, device, progress,
+                                 profile.eval.n_jobs) for job in todo]
+    else:
+        tasks = [(_evaluate_job, (profile, job, corpus, split, museval_ids, device, False, 1))
+                 for job in todo]
+        results = run_tasks(tasks, n, progress=progress, unit="job",
+                            desc=f"evaluation {profile.name} ({n} processes)")
+    scores = pd.concat([r[0] for r in results], ignore_index=True)
     out = profile.results_dir
     out.mkdir(parents=True, exist_ok=True)
     prefix = "" if split == "test" else f"{split}_"
     scores.to_csv(out / f"{prefix}scores.csv", index=False, float_format="%.4f")
     medians_table(scores, n_boot=profile.eval.bootstrap, seed=profile.seed).to_csv(
         out / f"{prefix}medians.csv", index=False, float_format="%.3f")
+    t_sep, t_total = sum(r[1] for r in results), sum(r[2] for r in results)
     timing = {"separation_s": round(t_sep, 1), "metrics_s": round(t_total - t_sep, 1),
-              "clips": len(clips), "rows": len(scores), "museval_clips": len(museval_ids)}
+              "clips": len(test), "rows": len(scores), "museval_clips": len(museval_ids),
+              "processes": n}
     return scores, timing
+
+
+def _evaluate_job(profile: Profile, job: EvalJob, clips, split: str,
+                  museval_ids: set[str], device: str, progress: bool,
+                  museval_jobs: int) -> tuple[pd.DataFrame, float, float]:
+    """One job of :func:`run_evaluation`: ``(scores, separation seconds, total seconds)``.
+    ``clips``: ``{clip_id: Clip}`` of the split, or the ``Corpus`` to read them from (in a
+    worker). Separates with one torch / BLAS thread."""
+    from guitarsep.separation import separate_batch
+    from guitarsep.training.loop import load_trained
+
+    t_start = time.perf_counter()
+    if not isinstance(clips, dict):
+        clips = {cid: clips.clip(cid) for cid in clips.clips(split=split).clip_id}
+    chosen = [c for c in clips.values() if split != "test" or c.scenario in job.scenarios]
+    if job.spec:       # a trained network, separated with the mask it was trained on
+        lm = load_trained(profile, job.spec, device=device)
+        model, mask = lm.model, lm.mask
+    else:              # a reference
+        model, mask = job.model, profile.mask
+    with single_threaded():
+        estimates = _Timed(separate_batch(model, chosen, SETTINGS[job.setting],
+                                          sr=chosen[0].sr, mask_params=mask, device=device,
+                                          progress=progress, desc=f"{job.setting}-{job.model}"))
+        items = ((_meta(clip, job), est, clip.target, clip.other) for clip, est in estimates)
+        scores = evaluate_clips(items, profile.eval, sr=chosen[0].sr, museval_ids=museval_ids,
+                                n_jobs=museval_jobs, progress=False, total=len(chosen))
+    return scores, estimates.seconds, time.perf_counter() - t_start
 
 
 def _meta(clip, job: EvalJob) -> dict:

@@ -18,8 +18,10 @@ import pandas as pd
 
 from guitarsep.config import SETTINGS, EvalConfig, MaskParams
 from guitarsep.evaluation.metrics import evaluate_clips
+from guitarsep.parallel import run_tasks, single_threaded, worker_count
 
-__all__ = ["score_models", "cell_medians", "against_score_only", "run_generalization",
+__all__ = ["score_models", "score_tasks", "run_score_tasks", "cell_medians",
+           "against_score_only", "run_generalization",
            "read_generalization", "GENERALIZATION_CSV", "SHIPPED_MODEL"]
 
 #: The shipped model of ``generalization.png`` ("Shipped (score NMF)") and the listening page:
@@ -32,37 +34,65 @@ GENERALIZATION_CSV = "generalization_scores.csv"
 
 def score_models(corpus, models: Mapping[str, object], *, mask: MaskParams,
                  scenarios: tuple[str, ...] | None = None, split: str = "test",
-                 device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+                 device: str = "cpu", progress: bool = True,
+                 workers: int | None = 1) -> pd.DataFrame:
     """Per-clip SI-SDR of every entry of ``models`` on the ``split`` clips of ``corpus``.
 
     ``models``: label -> a ``models.LoadedModel`` (separated with its own mask parameters
     and setting) or a reference name (``oracle_irm``, ``score_only``, ``mixture``; modern
-    setting, ``mask``). ``scenarios``: keep only these (default all). Returns the tidy table
-    of ``metrics.evaluate_clips`` with ``model`` = the label.
+    setting, ``mask``). ``scenarios``: keep only these (default all). ``workers``: processes
+    (None: one per core), one entry each at a time; the table is the same bytes either way.
+    Returns the tidy table of ``metrics.evaluate_clips`` with ``model`` = the label.
     """
-    from guitarsep.separation import separate_batch
+    tasks = score_tasks(corpus, models, mask=mask, scenarios=scenarios, split=split,
+                        device=device)
+    return pd.concat(run_score_tasks(tasks, workers, progress=progress, desc=f"scoring {split}"),
+                     ignore_index=True)
 
+
+def score_tasks(corpus, models: Mapping[str, object], *, mask: MaskParams,
+                scenarios: tuple[str, ...] | None = None, split: str = "test",
+                device: str = "cpu") -> list[tuple]:
+    """The ``(function, args)`` tasks of :func:`score_models`, one per entry of ``models``
+    (to pool with other tasks in :func:`run_score_tasks`)."""
     rows = corpus.clips(split=split)
     if scenarios is not None:
         rows = rows[rows.scenario.isin(scenarios)]
     if rows.empty:
         raise ValueError(f"{corpus.root}: no {split} clips in scenarios {scenarios}")
-    clips = [corpus.clip(c) for c in rows.clip_id]
-    frames = []
-    for label, entry in models.items():
-        if isinstance(entry, str):
-            model, setting, params = entry, SETTINGS["modern"], mask
-        else:
-            model, setting, params = entry.model, entry.setting, entry.mask
+    ids = tuple(rows.clip_id)
+    return [(_score_entry, (corpus, ids, label, entry, mask, device))
+            for label, entry in models.items()]
+
+
+def run_score_tasks(tasks: list[tuple], workers: int | None, *, progress: bool,
+                    desc: str) -> list[pd.DataFrame]:
+    """Run :func:`score_tasks`' tasks over ``workers`` processes (None: one per core); their
+    tables in the tasks' order."""
+    n = min(len(tasks), worker_count(workers, 1))
+    return run_tasks(tasks, n, progress=progress, desc=f"{desc} ({n} processes)", unit="model")
+
+
+def _score_entry(corpus, clip_ids: tuple[str, ...], label: str, entry, mask: MaskParams,
+                 device: str) -> pd.DataFrame:
+    """One model (or reference) on the clips ``clip_ids`` of ``corpus``, separated with one
+    torch / BLAS thread wherever it runs (the bytes do not depend on the worker count)."""
+    from guitarsep.separation import separate_batch
+
+    clips = [corpus.clip(c) for c in clip_ids]
+    if isinstance(entry, str):
+        model, setting, params = entry, SETTINGS["modern"], mask
+    else:
+        model, setting, params = entry.model, entry.setting, entry.mask
+    with single_threaded():
         est = separate_batch(model, clips, setting, sr=corpus.sr, mask_params=params,
-                             device=device, progress=progress, desc=label)
+                             device=device, progress=False, desc=label)
         items = (({"model": label, "setting": setting.name, "scenario": c.scenario,
                    "combination": c.combination, "clip_id": c.clip_id,
                    "target_timbre": c.target_timbre, "other_timbre": c.other_timbre},
                   y, c.target, c.other) for c, y in est)
-        frames.append(evaluate_clips(items, EvalConfig(museval_clips_per_cell=0), sr=corpus.sr,
-                                     museval_ids=set(), progress=False, total=len(clips)))
-    return pd.concat(frames, ignore_index=True)
+        return evaluate_clips(items, EvalConfig(museval_clips_per_cell=0), sr=corpus.sr,
+                              museval_ids=set(), progress=False, total=len(clips))
 
 
 def cell_medians(scores: pd.DataFrame) -> pd.DataFrame:
@@ -92,13 +122,14 @@ def against_score_only(scores: pd.DataFrame, model: str,
 
 
 def run_generalization(profile, *, shipped: tuple[str, ...] | None = None,
-                       progress: bool = True) -> pd.DataFrame:
+                       progress: bool = True, workers: int | None = None) -> pd.DataFrame:
     """The table of ``figures/generalization.png`` (03_evaluate.ipynb, ``guitarsep
     evaluate-oof``): on the out-of-family clips (built if needed), the profile's trained
     models of every scenario (``vocabulary.ALL_SCENARIO_MODELS``), the ``shipped`` models
     (default: :data:`SHIPPED_MODEL`; label ``shipped-<name>``) and the references; on the
     corpus's test clips, the shipped models only (the profile's models are in
-    ``scores.csv``). Writes ``<results_dir>/generalization_scores.csv`` and returns it.
+    ``scores.csv``). ``workers``: processes (None: one per core). Writes
+    ``<results_dir>/generalization_scores.csv`` and returns it.
     """
     from guitarsep.corpus import load_corpus
     from guitarsep.corpus.out_of_family import build_out_of_family
@@ -112,9 +143,14 @@ def run_generalization(profile, *, shipped: tuple[str, ...] | None = None,
     models.update(ship)
     models.update({ref: ref for ref in profile.eval.references})
     oof = build_out_of_family(profile, progress=progress)
-    scores = pd.concat([score_models(oof, models, mask=profile.mask, progress=progress),
-                        score_models(load_corpus(profile), ship, mask=profile.mask,
-                                     progress=progress)], ignore_index=True)
+    # one pool for both clip sets, the shipped models on the corpus (the longest tasks) first;
+    # the table keeps the out-of-family rows first
+    on_corpus = score_tasks(load_corpus(profile), ship, mask=profile.mask)
+    on_oof = score_tasks(oof, models, mask=profile.mask)
+    frames = run_score_tasks(on_corpus + on_oof, workers, progress=progress,
+                             desc="out-of-family and shipped models")
+    n = len(on_corpus)
+    scores = pd.concat(frames[n:] + frames[:n], ignore_index=True)
     out = profile.results_dir
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / GENERALIZATION_CSV, index=False, float_format="%.4f")

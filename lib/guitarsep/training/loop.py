@@ -68,6 +68,7 @@ from torch import Tensor
 
 from guitarsep.config import SETTINGS, ModelSpec, Profile, config_hash
 from guitarsep.io import write_json_atomic, write_text_atomic
+from guitarsep.parallel import run_tasks, torch_threads, worker_count
 from guitarsep.models.checkpoint import (MODEL_FORMAT_VERSION, LoadedModel, ModelFileError,
                                          load_model, read_checkpoint, save_checkpoint,
                                          weights_checksum)
@@ -630,11 +631,16 @@ def train_model(profile: Profile, spec: ModelSpec, corpus=None, *, device=None,
         return rec
     dist_ = Distributed(device)
     show = progress and dist_.is_main
-    run, dataset = _setup(profile, spec, corpus, dist_, show, t_start)
-    ckpt_every = max(1, int(ckpt_every or max(1, run.steps_per_epoch // 4)))
-    _loop(run, dataset, show=show, ckpt_every=ckpt_every, max_steps=max_steps,
-          step_sleep=step_sleep)
-    rec = _record(run, t_start)
+    # a single CPU process computes with the profile's thread count, wherever it runs (a
+    # result depends on it); under torchrun, Distributed shares the cores between the ranks
+    threads = profile.train.cpu_threads if (dist_.device.type == "cpu"
+                                            and dist_.world == 1) else None
+    with torch_threads(threads):
+        run, dataset = _setup(profile, spec, corpus, dist_, show, t_start)
+        ckpt_every = max(1, int(ckpt_every or max(1, run.steps_per_epoch // 4)))
+        _loop(run, dataset, show=show, ckpt_every=ckpt_every, max_steps=max_steps,
+              step_sleep=step_sleep)
+        rec = _record(run, t_start)
     if dist_.is_main and run.state.done:
         write_json_atomic(run.out / "run.json", rec)
     dist_.barrier()
@@ -653,21 +659,42 @@ def load_trained(profile: Profile, spec: ModelSpec, device="cpu") -> LoadedModel
     return load_model(out, device)
 
 
-def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progress: bool = True):
-    """Train every spec (default ``profile.models``) in turn, skipping finished runs.
+def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progress: bool = True,
+              jobs: int | None = None):
+    """Train every spec (default ``profile.models``), skipping finished runs.
+
+    On the CPU the runs go to ``jobs`` worker processes at once (default: the machine's cores
+    // ``profile.train.cpu_threads``; :mod:`guitarsep.parallel` says why), in the specs' order;
+    each run's bytes are those of ``train_model`` alone. On a GPU they run in turn here.
+    ``progress``: one bar over the runs with workers (a line as each ends), a bar per run
+    without.
 
     Returns a DataFrame: model, setting, params, wall_s, steps, best_epoch,
-    best_valid_si_sdr (plus best_valid_loss, device).
+    best_valid_si_sdr (plus best_valid_loss, device), in the specs' order.
     """
     import pandas as pd
     specs = list(profile.models if specs is None else specs)
+    on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
+    workers = 1 if on_gpu else min(len(specs), worker_count(jobs, profile.train.cpu_threads))
     if corpus is None:
         from guitarsep.corpus import load_corpus
         corpus = load_corpus(profile)
-    rows = []
-    for spec in specs:
-        rec = train_model(profile, spec, corpus, device=device, progress=progress)
-        rows.append({k: rec.get(k) for k in ("model", "setting", "params", "wall_s", "steps",
-                                             "best_epoch", "best_valid_si_sdr",
-                                             "best_valid_loss", "device")})
-    return pd.DataFrame(rows)
+    if workers == 1:
+        recs = [train_model(profile, spec, corpus, device=device, progress=progress)
+                for spec in specs]
+    else:        # a Corpus is paths and tables: cheap to send to the workers
+        def report(i: int, rec: dict) -> None:
+            if progress:
+                print(f"trained {specs[i].key}: {rec.get('steps')} steps in "
+                      f"{rec.get('wall_s')} s", flush=True)
+        tasks = [(_train_in_worker, (profile, spec, corpus, device)) for spec in specs]
+        recs = run_tasks(tasks, workers, progress=progress, unit="run", on_result=report,
+                         desc=f"training {profile.name} ({workers} processes)")
+    keys = ("model", "setting", "params", "wall_s", "steps", "best_epoch", "best_valid_si_sdr",
+            "best_valid_loss", "device")
+    return pd.DataFrame([{k: rec.get(k) for k in keys} for rec in recs])
+
+
+def _train_in_worker(profile: Profile, spec: ModelSpec, corpus, device) -> dict:
+    """A worker's task of :func:`train_all`: one run, without bars."""
+    return train_model(profile, spec, corpus, device=device, progress=False)
