@@ -76,8 +76,8 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     runs on every clip.
 
     On the CPU the jobs go to ``workers`` processes (default: one per core;
-    :mod:`guitarsep.parallel`), each separating with one torch thread, as the jobs do here
-    when ``workers`` is 1: the table is the same bytes either way.
+    :mod:`guitarsep.parallel`), each separating with one torch / BLAS thread, as the jobs do
+    here when ``workers`` is 1: the table is the same bytes either way.
     """
     test = corpus.clips(split=split)
     if test.empty:
@@ -119,10 +119,15 @@ def _evaluate_job(profile: Profile, job: EvalJob, clips, split: str,
     from guitarsep.separation import separate_batch
     from guitarsep.training.loop import load_trained
 
+    def wanted(scenario: str) -> bool:
+        return split != "test" or scenario in job.scenarios
+
     t_start = time.perf_counter()
-    if not isinstance(clips, dict):
-        clips = {cid: clips.clip(cid) for cid in clips.clips(split=split).clip_id}
-    chosen = [c for c in clips.values() if split != "test" or c.scenario in job.scenarios]
+    if isinstance(clips, dict):
+        chosen = [c for c in clips.values() if wanted(c.scenario)]
+    else:
+        rows = clips.clips(split=split)
+        chosen = [clips.clip(c) for c in rows.clip_id[rows.scenario.map(wanted)]]
     if job.spec:       # a trained network, separated with the mask it was trained on
         lm = load_trained(profile, job.spec, device=device)
         model, mask = lm.model, lm.mask

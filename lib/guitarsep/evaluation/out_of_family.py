@@ -35,7 +35,7 @@ GENERALIZATION_CSV = "generalization_scores.csv"
 def score_models(corpus, models: Mapping[str, object], *, mask: MaskParams,
                  scenarios: tuple[str, ...] | None = None, split: str = "test",
                  device: str = "cpu", progress: bool = True,
-                 workers: int | None = 1) -> pd.DataFrame:
+                 workers: int | None = None) -> pd.DataFrame:
     """Per-clip SI-SDR of every entry of ``models`` on the ``split`` clips of ``corpus``.
 
     ``models``: label -> a ``models.LoadedModel`` (separated with its own mask parameters
