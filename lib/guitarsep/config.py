@@ -158,8 +158,8 @@ class TrainConfig:
     num_workers: int = 0
     # torch threads of one training run on the CPU. A run's bytes depend on it (the order of
     # floating-point sums), so it is fixed here rather than taken from the machine; train_all
-    # runs cores // cpu_threads trainings at once (guitarsep.parallel: 1 thread x 2 processes
-    # trains 1.15-1.5x faster than 2 threads x 1 process on 2 cores).
+    # runs cores // cpu_threads trainings at once (guitarsep.parallel: the default's eight
+    # runs took 41.5 min as 2 processes x 1 thread, 45.5 min as 1 process x 2 threads).
     cpu_threads: int = 1
     valid_batch_clips: int = 8
 

@@ -3,10 +3,13 @@ thread count for a block.
 
 Why processes and not threads: on 2 cores one torch process with 2 intra-op threads runs a
 training step of SI-UMX (hidden 256, modern) in 0.178 s; two processes with 1 thread each run
-one step each in 0.24 s, i.e. 0.12 s per step (1.48x the throughput; U-Net 1.13x;
-``scripts/bench_models.py --threads 1`` twice at once). Independent runs (the eight trainings
-of a profile, its evaluation jobs, the corpus renders) therefore go to ``cores // threads``
-workers. A result depends on the thread count it was computed with (the order of floating
+one step each in 0.24 s, i.e. 0.12 s per step (``scripts/bench_models.py --threads 1`` twice at
+once: 1.48x the throughput; U-Net 1.13x). Whole runs gain less (input pipeline, validation,
+the last run alone on one core): the default profile's eight trainings took 41.5 min in two
+processes against 45.5 min in one, its evaluation 5.5 against 9.5 min and the robustness
+study 61 against 131 s (fresh-clone ``make reproduce`` runs of 2026-12-04). Independent
+pieces of work (the trainings of a profile, its evaluation jobs, the corpus renders) therefore
+go to ``cores // threads`` workers. A result depends on the thread count it was computed with (the order of floating
 point sums), never on how many workers ran beside it, so the thread count of a run is fixed by
 the profile (``TrainConfig.cpu_threads``) and the workers only change the wall time.
 
