@@ -20,6 +20,7 @@ Used by :mod:`guitarsep.corpus.build` (renders), :mod:`guitarsep.training.loop`
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -88,8 +89,14 @@ def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_jobs: int, *, progress:
 
         par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered",
                        batch_size=1, pre_dispatch="n_jobs")
-        for i, res in par(delayed(_indexed)(i, f, a) for i, (f, a) in enumerate(tasks)):
-            done(i, res)
+        with warnings.catch_warnings():
+            # A task holds a model or a corpus, so a worker's memory can grow past loky's
+            # leak threshold (300 MB over its size after the first task); loky then starts a
+            # fresh worker for the next task, which changes no result: not worth a warning.
+            warnings.filterwarnings("ignore", message="A worker stopped while some jobs",
+                                    category=UserWarning)
+            for i, res in par(delayed(_indexed)(i, f, a) for i, (f, a) in enumerate(tasks)):
+                done(i, res)
     bar.close()
     return out
 
