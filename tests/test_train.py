@@ -196,15 +196,17 @@ def test_cli_steps_scale_keeps_the_profile_spec(smoke_corpus, tmp_path, monkeypa
     assert seen == [dataclasses.replace(spec, steps_scale=2.0)]
 
 
-def test_runs_in_two_processes_equal_runs_in_turn(trained, smoke_corpus, tmp_path):
+def test_runs_in_two_processes_equal_runs_in_turn(trained, smoke_corpus, tmp_path, capsys):
     """train_all's worker processes (guitarsep.parallel) change the wall time only: each run
     computes with the profile's cpu_threads, so its weights are those of a run in this
     process. SPEC's in-process run is the module's; a second, different spec shares the pool."""
     p_seq, rec = trained
     other = ModelSpec("si_cnn", "low_res")
     p_par = _profile_copy(smoke_corpus, tmp_path, "parallel")
-    df = train_all(p_par, smoke_corpus, specs=[SPEC, other], progress=False, jobs=2)
+    df = train_all(p_par, smoke_corpus, specs=[SPEC, other], progress=True, jobs=2)
     assert list(df["model"]) == [SPEC.name, other.name]         # in the specs' order
+    shown = capsys.readouterr()
+    assert f"trained {other.key}:" in shown.out + shown.err     # the steps bar's lines
     seq_other = train_model(p_seq, other, smoke_corpus, device="cpu", progress=False)
     for spec, want in ((SPEC, rec), (other, seq_other)):
         got = json.loads((run_dir(p_par, spec) / "run.json").read_text())

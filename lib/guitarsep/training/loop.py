@@ -666,8 +666,8 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
     On the CPU the runs go to ``jobs`` worker processes at once (default: the machine's cores
     // ``profile.train.cpu_threads``; :mod:`guitarsep.parallel` says why), in the specs' order;
     each run's bytes are those of ``train_model`` alone. On a GPU they run in turn here.
-    ``progress``: one bar over the runs with workers (a line as each ends), a bar per run
-    without.
+    ``progress``: with workers, one bar over the steps of all runs (it moves as each epoch
+    ends) and a line as each run ends; without, a bar per run.
 
     Returns a DataFrame: model, setting, params, wall_s, steps, best_epoch,
     best_valid_si_sdr (plus best_valid_loss, device), in the specs' order.
@@ -683,16 +683,68 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
         recs = [train_model(profile, spec, corpus, device=device, progress=progress)
                 for spec in specs]
     else:        # a Corpus is paths and tables: cheap to send to the workers
-        def report(i: int, rec: dict) -> None:
-            if progress:
-                print(f"trained {specs[i].key}: {rec.get('steps')} steps in "
-                      f"{rec.get('wall_s')} s", flush=True)
         tasks = [(_train_in_worker, (profile, spec, corpus, device)) for spec in specs]
-        recs = run_tasks(tasks, workers, progress=progress, unit="run", on_result=report,
-                         desc=f"training {profile.name} ({workers} processes)")
+        with _StepsBar(profile, specs, workers, enabled=progress) as bar:
+            recs = run_tasks(tasks, workers, progress=False, desc="training",
+                             on_result=bar.finished)
     keys = ("model", "setting", "params", "wall_s", "steps", "best_epoch", "best_valid_si_sdr",
             "best_valid_loss", "device")
     return pd.DataFrame([{k: rec.get(k) for k in keys} for rec in recs])
+
+
+class _StepsBar:
+    """The progress of :func:`train_all`'s worker processes: one tqdm bar over the steps of
+    every run, read every ``every_s`` seconds from the runs' ``log.csv`` (a row per epoch), so
+    it moves at each epoch's end; a line as each run ends."""
+
+    def __init__(self, profile: Profile, specs: list, workers: int, *, enabled: bool,
+                 every_s: float = 5.0):
+        import threading
+        self.profile, self.specs, self.every_s = profile, specs, every_s
+        self.planned = [epochs_for(profile, s) * steps_per_epoch(profile, s) for s in specs]
+        self.done: dict[int, int] = {}
+        self.enabled, self.stop = enabled, threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.desc = f"training {profile.name} ({workers} processes)"
+
+    def __enter__(self) -> "_StepsBar":
+        if self.enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=sum(self.planned), desc=self.desc, unit="step")
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.stop.set()
+            self.thread.join()
+            self._update()
+            self.bar.close()
+
+    def finished(self, i: int, rec: dict) -> None:
+        """``run_tasks``' callback: run ``i`` ended (early stopping counts as all its steps)."""
+        self.done[i] = self.planned[i]
+        if self.enabled:
+            self.bar.write(f"trained {self.specs[i].key}: {rec.get('steps')} steps in "
+                           f"{rec.get('wall_s')} s")
+
+    def _steps(self) -> int:
+        logged = 0
+        for i, spec in enumerate(self.specs):
+            if i in self.done:
+                logged += self.done[i]
+                continue
+            log = read_log(self.profile, spec)
+            logged += int(log["step"].iloc[-1]) if len(log) else 0
+        return logged
+
+    def _update(self) -> None:
+        self.bar.n = min(self._steps(), self.bar.total)
+        self.bar.refresh()
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.every_s):
+            self._update()
 
 
 def _train_in_worker(profile: Profile, spec: ModelSpec, corpus, device) -> dict:
