@@ -59,7 +59,8 @@ def write_card(scores: pd.DataFrame, bench: dict | None, reference: dict | None,
             "inverse STFT as the networks. No learned parameters: nothing was trained, so "
             "there is no training timbre to overfit to. The parameters were chosen on dev clips "
             "only, never on a test clip: the default corpus's 24 validation clips and 32 "
-            "additive-synthesis duets (`scripts/nmf_dev.py`; the table in docs/ablations.md).",
+            "additive-synthesis duets, and checked on 48 chord-on-chord ones as unison-heavy "
+            "as the test families (`scripts/nmf_dev.py`; the table in docs/ablations.md).",
             "",
             f"- parameters: `{json.dumps(lm.hparams)}`",
             f"- activation tolerances (the score mask's): `{json.dumps(asdict(lm.mask))}`",

@@ -1,20 +1,23 @@
 """Choose the score NMF's parameters on dev clips only, never on a test clip.
 
 The NMF (``guitarsep.separation.score_nmf``) learns nothing, so its few parameters are the
-only thing fitted, and this script is where they are fitted. Two dev sets:
+only thing fitted, and this script is where they are fitted. Three dev sets:
 
 - the default corpus's 24 validation clips (GM soundfonts; 8 of them with one timbre for both
   parts);
 - 32 additive-synthesis duets (``corpus.variety.DEV_FAMILIES``: a sound source that no test
   family uses), 16 with two different timbres and 16 with one, from their own pieces
-  (seed 9876), built under ``data/nmf_dev/out_of_family``.
+  (seed 9876), built under ``data/nmf_dev/out_of_family``;
+- 48 more of them (24 + 24, seed 13579) from pieces where both parts play chords
+  (``corpus.out_of_family.NMF_DEV_CHORDS``): as much unison as the test families, which the
+  first set lacks (``scripts/oof_unison.py``).
 
 Every variant of :data:`VARIANTS` changes the chosen ``NmfParams`` in one respect (or,
 ``before``, goes back to the parameters shipped before) and is scored beside the score-only
 mask and the oracle. Writes ``data/results/default/nmf_dev.csv`` (per
 clip) and the table of docs/ablations.md between its markers.
 
-    python scripts/nmf_dev.py          # about 2-3 minutes on 2 cores
+    python scripts/nmf_dev.py          # about 5 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -120,8 +123,7 @@ def table(scores: pd.DataFrame) -> list[str]:
     """Markdown: medians per dev cell, and the per-clip gain over ``chosen``."""
     wide = scores.pivot_table(index=["dev_set", "cell", "clip_id"], columns="model",
                               values="si_sdr")
-    cells = [("additive", "diff"), ("additive", "same"), ("validation", "diff"),
-             ("validation", "same")]
+    cells = [(d, c) for d in ("additive", "chords", "validation") for c in ("diff", "same")]
     head = " | ".join(f"{d} {c}" for d, c in cells)
     out = [f"| variant | what | {head} | per-clip gain over chosen (share better) |",
            "|---|---|" + "---|" * (len(cells) + 1)]

@@ -29,20 +29,24 @@ MARK = ("<!-- oof-unison:begin -->", "<!-- oof-unison:end -->")
 BANDS = [0.0, 0.3, 0.6, 1.0]
 
 
-def _clip_sets(profile) -> list[tuple[str, Corpus, str, str, str]]:
-    """``(name, corpus, split, scores file, the NMF's model name in it)`` of every clip set."""
+def _clip_sets(profile) -> list[tuple[str, Corpus, str, str, str, str | None]]:
+    """``(name, corpus, split, scores file, the NMF's model name in it, its dev_set)`` of
+    every clip set (two dev sets share clip ids: ``nmf_dev.csv`` tells them apart)."""
     oof = Corpus(out_of_family_dir(profile))
-    dev = [(f"dev {name}", corpus, split, "nmf_dev.csv", "chosen")
+    dev = [(f"dev {name}", corpus, split, "nmf_dev.csv", "chosen", name)
            for name, corpus, split in nmf_dev_sets(profile, progress=False)]
-    return [("out of family", oof, "test", GENERALIZATION_CSV, "shipped-score_nmf"), *dev]
+    return [("out of family", oof, "test", GENERALIZATION_CSV, "shipped-score_nmf", None),
+            *dev]
 
 
 def unison_scores(profile) -> pd.DataFrame:
     """Per clip: set, cell (diff / same), unison share and the three models' SI-SDR. Reads
     only the clips' notes (no audio)."""
     rows = []
-    for name, corpus, split, scores_file, nmf in _clip_sets(profile):
+    for name, corpus, split, scores_file, nmf, dev_set in _clip_sets(profile):
         scores = pd.read_csv(profile.results_dir / scores_file)
+        if dev_set is not None:
+            scores = scores[scores.dev_set == dev_set]
         si_sdr = scores.pivot_table(index="clip_id", columns="model", values="si_sdr")
         for r in corpus.clips(split=split).itertuples(index=False):
             unison = unison_share(corpus.clip_notes(r.target_notes),

@@ -48,6 +48,24 @@ def test_dev_families_are_no_test_family():
         assert spec["source"] == source and "synth" in spec
 
 
+def test_chord_on_chord_dev_set_draws_only_chord_roles():
+    """NMF_DEV_CHORDS' pieces (the NMF's unison-heavy dev set) pair two chord parts, in both
+    orders; without role_pairs the pieces are those the generator draws itself."""
+    from dataclasses import replace
+
+    from guitarsep.corpus.compose import CHORD_PAIRS, generate_idiom_piece
+    from guitarsep.corpus.out_of_family import NMF_DEV, NMF_DEV_CHORDS, _pieces
+
+    assert CHORD_PAIRS and all(not {"melody", "riff"} & set(p) for p in CHORD_PAIRS)
+    cfg = replace(NMF_DEV_CHORDS, n_pieces=8, piece_seconds=12.0)
+    roles = [tuple(pc.meta["roles"]) for pc in _pieces(cfg)]
+    assert all(r in CHORD_PAIRS or r[::-1] in CHORD_PAIRS for r in roles)
+    assert len(set(roles)) > 1
+    first = _pieces(replace(NMF_DEV, n_pieces=1, piece_seconds=12.0))[0]
+    own = generate_idiom_piece(np.random.SeedSequence([NMF_DEV.seed, 7, 0]), 12.0)
+    assert first.parts[0] == own[0] and first.meta["roles"] == own[2]["roles"]
+
+
 def _inputs(T=12, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(2, T, 2049, generator=g)

@@ -110,7 +110,9 @@ class CorpusConfig:
 class OutOfFamilyConfig:
     """The out-of-family test clips (``guitarsep.corpus.out_of_family``): ``clips_per_cell``
     clips per family x pairing (diff, same), cut from ``n_pieces`` pieces composed with
-    ``seed`` (never a training piece)."""
+    ``seed`` (never a training piece); ``role_pairs``: the parts' roles are drawn from these
+    (``corpus.compose.CHORD_PAIRS`` for the NMF's chord-on-chord dev set) instead of every
+    pair of ``corpus.compose.ROLE_PAIRS`` (empty, the default)."""
 
     seed: int = 4321
     families: tuple[str, ...] = OOF_FAMILIES
@@ -121,6 +123,7 @@ class OutOfFamilyConfig:
     sr: int = 44100
     target_lufs: float = -20.0
     n_jobs: int = 2
+    role_pairs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

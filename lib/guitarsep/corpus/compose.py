@@ -45,7 +45,7 @@ import numpy as np
 from guitarsep.score import Notes
 
 __all__ = [
-    "STANDARD_TUNING", "MAX_FRET", "MAX_SPAN", "PITCH_MIN", "PITCH_MAX", "ROLES", "ROLE_PAIRS",
+    "STANDARD_TUNING", "MAX_FRET", "MAX_SPAN", "PITCH_MIN", "PITCH_MAX", "ROLES", "ROLE_PAIRS", "CHORD_PAIRS",
     "Piece", "chord_voicings", "is_playable", "voicing_pitches", "generate_idiom_piece",
     "music21_works", "music21_piece", "compose_pieces", "fit_range",
 ]
@@ -98,6 +98,10 @@ ROLE_PAIRS = (("strum", "melody"), ("arpeggio", "melody"), ("bass_chords", "melo
               ("power", "riff"), ("power", "melody"), ("strum", "riff"),
               ("strum", "strum"), ("arpeggio", "arpeggio"), ("strum", "arpeggio"),
               ("bass_chords", "arpeggio"))
+#: the pairs where both parts play chords (no melody or riff): the hardest duets for a ratio
+#: mask, since the two parts often hold the same pitches (the NMF's chord-on-chord dev set,
+#: ``corpus.out_of_family.NMF_DEV_CHORDS``)
+CHORD_PAIRS = tuple(p for p in ROLE_PAIRS if not {"melody", "riff"} & set(p))
 
 
 # ---------------------------------------------------------------------------------------------

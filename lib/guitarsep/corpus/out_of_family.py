@@ -33,7 +33,7 @@ from guitarsep.config import OutOfFamilyConfig, Profile, config_hash
 from guitarsep.corpus.build import (PREROLL_S, _window_in, _prepare_root,
                                     _stored_key, _task_clip, _write_csv)
 from guitarsep.corpus.clips import Corpus, load_corpus
-from guitarsep.corpus.compose import Piece, generate_idiom_piece
+from guitarsep.corpus.compose import CHORD_PAIRS, Piece, generate_idiom_piece
 from guitarsep.corpus.layout import (MANIFEST_COLUMNS, PIECES_COLUMNS, RENDERS_COLUMNS,
                                      clip_files, notes_file)
 from guitarsep.corpus.variety import DEV_FAMILIES, HELD_OUT, draw_held_out_timbre
@@ -42,13 +42,19 @@ from guitarsep.parallel import run_tasks
 from guitarsep.score import save_notes
 from guitarsep.vocabulary import OOF_PAIRINGS
 
-__all__ = ["OOF_VERSION", "NMF_DEV", "build_out_of_family", "out_of_family_dir", "nmf_dev_sets"]
+__all__ = ["OOF_VERSION", "NMF_DEV", "NMF_DEV_CHORDS", "build_out_of_family", "out_of_family_dir",
+           "nmf_dev_sets"]
 
 OOF_VERSION = 1
 #: The score NMF's dev family (scripts/nmf_dev.py, scripts/nmf_diagnose.py): 16 + 16 duets of
 #: ``corpus.variety.DEV_FAMILIES``'s additive synthesis, from their own pieces (own seed).
 NMF_DEV = OutOfFamilyConfig(seed=9876, families=("dev_additive",), n_pieces=8,
                             clips_per_cell=16)
+#: Its chord-on-chord set: 24 + 24 duets of the same synthesis from 16 pieces whose two parts
+#: both play chords (``compose.CHORD_PAIRS``): about as much unison as the test families
+#: (scripts/oof_unison.py), which the set above lacks.
+NMF_DEV_CHORDS = OutOfFamilyConfig(seed=13579, families=("dev_additive",), n_pieces=16,
+                                   clips_per_cell=24, role_pairs=CHORD_PAIRS)
 
 
 def out_of_family_dir(profile: Profile) -> Path:
@@ -63,8 +69,13 @@ def _key(cfg: OutOfFamilyConfig) -> str:
 def _pieces(cfg: OutOfFamilyConfig) -> list[Piece]:
     out = []
     for i in range(int(cfg.n_pieces)):
+        roles = None
+        if cfg.role_pairs:          # drawn apart from the piece's own stream
+            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 9, i]))
+            roles = tuple(cfg.role_pairs[int(rng.integers(len(cfg.role_pairs)))])
+            roles = roles[::-1] if rng.random() < 0.5 else roles
         p0, p1, meta = generate_idiom_piece(np.random.SeedSequence([cfg.seed, 7, i]),
-                                            cfg.piece_seconds)
+                                            cfg.piece_seconds, roles=roles)
         out.append(Piece(f"oof_{i:03d}", "idiom", meta["style"], "test", meta["tempo"],
                          (p0, p1), meta))
     return out
@@ -151,8 +162,12 @@ def build_out_of_family(profile: Profile, progress: bool = True) -> Corpus:
 
 
 def nmf_dev_sets(profile: Profile, progress: bool = True) -> list[tuple[str, Corpus, str]]:
-    """``(name, corpus, split)`` of the score NMF's two dev sets: the :data:`NMF_DEV` duets
-    (built if needed under ``<data>/nmf_dev/out_of_family``) and ``profile``'s validation
-    clips. Never a test clip (scripts/nmf_dev.py, scripts/nmf_diagnose.py)."""
+    """``(name, corpus, split)`` of the score NMF's three dev sets: the :data:`NMF_DEV` and
+    :data:`NMF_DEV_CHORDS` duets (built if needed under ``<data>/nmf_dev*/out_of_family``)
+    and ``profile``'s validation clips. Never a test clip (scripts/nmf_dev.py,
+    scripts/nmf_diagnose.py, scripts/oof_unison.py)."""
     dev = build_out_of_family(replace(profile, name="nmf_dev", oof=NMF_DEV), progress)
-    return [("additive", dev, "test"), ("validation", load_corpus(profile), "valid")]
+    chords = build_out_of_family(replace(profile, name="nmf_dev_chords", oof=NMF_DEV_CHORDS),
+                                 progress)
+    return [("additive", dev, "test"), ("chords", chords, "test"),
+            ("validation", load_corpus(profile), "valid")]
