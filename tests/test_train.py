@@ -212,3 +212,18 @@ def test_runs_in_two_processes_equal_runs_in_turn(trained, smoke_corpus, tmp_pat
         got = json.loads((run_dir(p_par, spec) / "run.json").read_text())
         assert got["rank_checksums"] == want["rank_checksums"], spec.key
         assert got["best_valid_loss"] == want["best_valid_loss"], spec.key
+
+
+def test_train_all_under_torchrun_runs_in_turn(monkeypatch, smoke_corpus, tmp_path):
+    """Under torchrun every rank must train each run together with the others (DDP), so
+    train_all starts no worker processes there, whatever the cores."""
+    import guitarsep.training.loop as loop
+
+    p = _profile_copy(smoke_corpus, tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(loop, "run_tasks", lambda *a, **k: pytest.fail("workers under DDP"))
+    ran = []
+    monkeypatch.setattr(loop, "train_model",
+                        lambda profile, spec, corpus, **kw: ran.append(spec.key) or {})
+    loop.train_all(p, smoke_corpus, device="cpu", progress=False, jobs=2)
+    assert ran == [s.key for s in p.models]

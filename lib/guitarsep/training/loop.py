@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -665,7 +666,8 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
 
     On the CPU the runs go to ``jobs`` worker processes at once (default: the machine's cores
     // ``profile.train.cpu_threads``; :mod:`guitarsep.parallel` says why), in the specs' order;
-    each run's bytes are those of ``train_model`` alone. On a GPU they run in turn here.
+    each run's bytes are those of ``train_model`` alone. On a GPU, or under torchrun (DDP:
+    the ranks train each run together), they run in turn here.
     ``progress``: with workers, one bar over the steps of all runs (it moves as each epoch
     ends) and a line as each run ends; without, a bar per run.
 
@@ -675,7 +677,9 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
     import pandas as pd
     specs = list(profile.models if specs is None else specs)
     on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
-    workers = 1 if on_gpu else min(len(specs), worker_count(jobs, profile.train.cpu_threads))
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1    # every rank runs each spec
+    workers = 1 if on_gpu or under_torchrun else min(
+        len(specs), worker_count(jobs, profile.train.cpu_threads))
     if corpus is None:
         from guitarsep.corpus import load_corpus
         corpus = load_corpus(profile)
