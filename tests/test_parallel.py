@@ -23,6 +23,8 @@ def test_worker_count():
     assert worker_count(None) == worker_count(0) == worker_count(-1) == cores
     assert worker_count(None, threads_per_job=cores) == 1
     assert worker_count(None, threads_per_job=10 * cores) == 1
+    assert worker_count(8, tasks=3) == 3 and worker_count(None, tasks=0) == 1
+    assert worker_count(8, on_cpu=False) == 1
 
 
 def test_run_tasks_keeps_the_tasks_order_across_processes():

@@ -9,13 +9,16 @@ the last run alone on one core): the default profile's eight trainings took 41.5
 processes against 45.5 min in one, its evaluation 5.5 against 9.5 min and the robustness
 study 61 against 131 s (fresh-clone ``make reproduce`` runs of 2026-12-04). Independent
 pieces of work (the trainings of a profile, its evaluation jobs, the corpus renders) therefore
-go to ``cores // threads`` workers. A result depends on the thread count it was computed with (the order of floating
-point sums), never on how many workers ran beside it, so the thread count of a run is fixed by
-the profile (``TrainConfig.cpu_threads``) and the workers only change the wall time.
+go to ``cores // threads`` workers. A result depends on the thread count it was computed with
+(the order of floating-point sums), never on how many workers ran beside it, so the thread
+count of a run is fixed by the profile (``TrainConfig.cpu_threads``) and the workers only
+change the wall time.
 
-Used by :mod:`guitarsep.corpus.build` (renders), :mod:`guitarsep.training.loop`
-(:func:`~guitarsep.training.loop.train_all`), :mod:`guitarsep.evaluation.evaluate` and
-:mod:`guitarsep.app.separator` (01_data, 02_train and 03_evaluate notebooks, the CLI).
+Used by :mod:`guitarsep.corpus.build` and :mod:`guitarsep.corpus.out_of_family` (renders),
+:mod:`guitarsep.training.loop` (:func:`~guitarsep.training.loop.train_all`),
+:mod:`guitarsep.evaluation.evaluate`, :mod:`guitarsep.evaluation.out_of_family`,
+:mod:`guitarsep.evaluation.robustness` and :mod:`guitarsep.app.separator` (the 01, 02, 03 and
+06 notebooks, the CLI).
 """
 from __future__ import annotations
 
@@ -52,12 +55,18 @@ def single_threaded() -> Iterator[None]:
         yield
 
 
-def worker_count(n_jobs: int | None, threads_per_job: int = 1) -> int:
-    """Workers to start: ``n_jobs`` when > 0; otherwise (0, None or -1) as many as the
-    machine's cores hold at ``threads_per_job`` threads each (at least 1)."""
+def worker_count(n_jobs: int | None, threads_per_job: int = 1, *, tasks: int | None = None,
+                 on_cpu: bool = True) -> int:
+    """Workers to start: 1 off the CPU (a GPU takes the tasks in turn); else ``n_jobs`` when
+    > 0, otherwise (0, None or -1) as many as the machine's cores hold at ``threads_per_job``
+    threads each; never more than ``tasks`` (when given), never fewer than 1."""
+    if not on_cpu:
+        return 1
     if n_jobs is not None and int(n_jobs) > 0:
-        return int(n_jobs)
-    return max(1, (os.cpu_count() or 1) // max(1, int(threads_per_job)))
+        n = int(n_jobs)
+    else:
+        n = (os.cpu_count() or 1) // max(1, int(threads_per_job))
+    return max(1, min(n, tasks) if tasks is not None else n)
 
 
 def run_tasks(tasks: Sequence[tuple[Callable, tuple]], n_jobs: int, *, progress: bool,

@@ -85,7 +85,7 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     museval_ids = select_museval_clips(test, profile.eval.museval_clips_per_cell)
     todo = [j for j in (jobs or evaluation_jobs(profile))
             if split != "test" or test.scenario.isin(j.scenarios).any()]
-    n = 1 if device != "cpu" else min(len(todo), worker_count(workers, 1))
+    n = worker_count(workers, tasks=len(todo), on_cpu=device == "cpu")
     if n == 1:
         # each clip is read once and shared by all jobs (a few hundred 15 s clips fit in RAM)
         clips = {cid: corpus.clip(cid) for cid in test.clip_id}

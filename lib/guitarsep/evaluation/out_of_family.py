@@ -46,6 +46,7 @@ def score_models(corpus, models: Mapping[str, object], *, mask: MaskParams,
     """
     tasks = score_tasks(corpus, models, mask=mask, scenarios=scenarios, split=split,
                         device=device)
+    workers = workers if device == "cpu" else 1
     return pd.concat(run_score_tasks(tasks, workers, progress=progress, desc=f"scoring {split}"),
                      ignore_index=True)
 
@@ -69,7 +70,7 @@ def run_score_tasks(tasks: list[tuple], workers: int | None, *, progress: bool,
                     desc: str) -> list[pd.DataFrame]:
     """Run :func:`score_tasks`' tasks over ``workers`` processes (None: one per core); their
     tables in the tasks' order."""
-    n = min(len(tasks), worker_count(workers, 1))
+    n = worker_count(workers, tasks=len(tasks))
     return run_tasks(tasks, n, progress=progress, desc=f"{desc} ({n} processes)", unit="model")
 
 

@@ -121,7 +121,7 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
         runs = {m: (net, setting) for m, net in models.items()}
     clips = robustness_clips(corpus, cfg)
     conditions = robustness_conditions(cfg)
-    n = 1 if device != "cpu" else min(len(clips), worker_count(workers, 1))
+    n = worker_count(workers, tasks=len(clips), on_cpu=device == "cpu")
     results = run_tasks([(_robustness_of_clip, (profile, clip, runs, conditions, device))
                          for clip in clips], n, progress=progress, unit="clip",
                         desc=f"robustness ({len(conditions)} conditions, {n} processes)")

@@ -676,10 +676,10 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
     """
     import pandas as pd
     specs = list(profile.models if specs is None else specs)
-    on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
+    on_cpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
     under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1    # every rank runs each spec
-    workers = 1 if on_gpu or under_torchrun else min(
-        len(specs), worker_count(jobs, profile.train.cpu_threads))
+    workers = worker_count(jobs, profile.train.cpu_threads, tasks=len(specs),
+                           on_cpu=on_cpu and not under_torchrun)
     if corpus is None:
         from guitarsep.corpus import load_corpus
         corpus = load_corpus(profile)
@@ -706,7 +706,7 @@ class _StepsBar:
         import threading
         self.profile, self.specs, self.every_s = profile, specs, every_s
         self.planned = [epochs_for(profile, s) * steps_per_epoch(profile, s) for s in specs]
-        self.done: dict[int, int] = {}
+        self.done: set[int] = set()
         self.enabled, self.stop = enabled, threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.desc = f"training {profile.name} ({workers} processes)"
@@ -727,16 +727,18 @@ class _StepsBar:
 
     def finished(self, i: int, rec: dict) -> None:
         """``run_tasks``' callback: run ``i`` ended (early stopping counts as all its steps)."""
-        self.done[i] = self.planned[i]
+        self.done.add(i)
         if self.enabled:
             self.bar.write(f"trained {self.specs[i].key}: {rec.get('steps')} steps in "
                            f"{rec.get('wall_s')} s")
 
     def _steps(self) -> int:
+        """Steps done: a finished run's planned steps, else its log's last (written
+        atomically, so never read half-written)."""
         logged = 0
         for i, spec in enumerate(self.specs):
             if i in self.done:
-                logged += self.done[i]
+                logged += self.planned[i]
                 continue
             log = read_log(self.profile, spec)
             logged += int(log["step"].iloc[-1]) if len(log) else 0
