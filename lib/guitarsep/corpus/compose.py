@@ -45,7 +45,8 @@ import numpy as np
 from guitarsep.score import Notes
 
 __all__ = [
-    "STANDARD_TUNING", "MAX_FRET", "MAX_SPAN", "PITCH_MIN", "PITCH_MAX", "ROLES", "ROLE_PAIRS", "CHORD_PAIRS",
+    "STANDARD_TUNING", "MAX_FRET", "MAX_SPAN", "PITCH_MIN", "PITCH_MAX", "ROLES", "ROLE_PAIRS",
+    "CHORD_PAIRS",
     "Piece", "chord_voicings", "is_playable", "voicing_pitches", "generate_idiom_piece",
     "music21_works", "music21_piece", "compose_pieces", "fit_range",
 ]
