@@ -83,16 +83,16 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     if test.empty:
         raise ValueError(f"{corpus.root}: the corpus has no {split} clips")
     museval_ids = select_museval_clips(test, profile.eval.museval_clips_per_cell)
-    todo = [j for j in (jobs or evaluation_jobs(profile))
-            if split != "test" or test.scenario.isin(j.scenarios).any()]
+    todo = [j for j in (jobs or evaluation_jobs(profile)) if _job_clip_ids(test, j, split)]
     n = worker_count(workers, tasks=len(todo), on_cpu=device == "cpu")
     if n == 1:
         # each clip is read once and shared by all jobs (a few hundred 15 s clips fit in RAM)
         clips = {cid: corpus.clip(cid) for cid in test.clip_id}
-        results = [_evaluate_job(profile, job, clips, split, museval_ids, device, progress,
-                                 profile.eval.n_jobs) for job in todo]
+        results = [_evaluate_job(profile, job, [clips[c] for c in _job_clip_ids(test, job, split)],
+                                 museval_ids, device, progress, profile.eval.n_jobs)
+                   for job in todo]
     else:
-        tasks = [(_evaluate_job, (profile, job, corpus, split, museval_ids, device, False, 1))
+        tasks = [(_evaluate_job_in_worker, (profile, job, corpus, split, museval_ids, device))
                  for job in todo]
         results = run_tasks(tasks, n, progress=progress, unit="job",
                             desc=f"evaluation {profile.name} ({n} processes)")
@@ -110,24 +110,34 @@ def run_evaluation(profile: Profile, corpus, *, device: str = "cpu", progress: b
     return scores, timing
 
 
-def _evaluate_job(profile: Profile, job: EvalJob, clips, split: str,
-                  museval_ids: set[str], device: str, progress: bool,
+def _job_clip_ids(rows: pd.DataFrame, job: EvalJob, split: str) -> list[str]:
+    """The clip ids of ``rows`` (manifest rows of ``split``) that ``job`` runs on: on the test
+    split those of its scenarios, on another split every clip."""
+    ids = rows.clip_id if split != "test" else rows.clip_id[rows.scenario.isin(job.scenarios)]
+    return list(ids)
+
+
+def _evaluate_job_in_worker(profile: Profile, job: EvalJob, corpus, split: str,
+                            museval_ids: set[str],
+                            device: str) -> tuple[pd.DataFrame, float, float]:
+    """A worker's task of :func:`run_evaluation`: the job's clips read here, then
+    :func:`_evaluate_job` without bars and with BSS Eval in this process."""
+    t_start = time.perf_counter()
+    ids = _job_clip_ids(corpus.clips(split=split), job, split)
+    scores, t_sep, _ = _evaluate_job(profile, job, [corpus.clip(c) for c in ids],
+                                         museval_ids, device, False, 1)
+    return scores, t_sep, time.perf_counter() - t_start
+
+
+def _evaluate_job(profile: Profile, job: EvalJob, chosen: list, museval_ids: set[str],
+                  device: str, progress: bool,
                   museval_jobs: int) -> tuple[pd.DataFrame, float, float]:
-    """One job of :func:`run_evaluation`: ``(scores, separation seconds, total seconds)``.
-    ``clips``: ``{clip_id: Clip}`` of the split, or the ``Corpus`` to read them from (in a
-    worker). Separates with one torch / BLAS thread."""
+    """One job of :func:`run_evaluation` on its clips (``corpus.Clip``):
+    ``(scores, separation seconds, total seconds)``. Separates with one torch / BLAS thread."""
     from guitarsep.separation import separate_batch
     from guitarsep.training.loop import load_trained
 
-    def wanted(scenario: str) -> bool:
-        return split != "test" or scenario in job.scenarios
-
     t_start = time.perf_counter()
-    if isinstance(clips, dict):
-        chosen = [c for c in clips.values() if wanted(c.scenario)]
-    else:
-        rows = clips.clips(split=split)
-        chosen = [clips.clip(c) for c in rows.clip_id[rows.scenario.map(wanted)]]
     if job.spec:       # a trained network, separated with the mask it was trained on
         lm = load_trained(profile, job.spec, device=device)
         model, mask = lm.model, lm.mask
