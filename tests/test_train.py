@@ -214,6 +214,29 @@ def test_runs_in_two_processes_equal_runs_in_turn(trained, smoke_corpus, tmp_pat
         assert got["best_valid_loss"] == want["best_valid_loss"], spec.key
 
 
+def test_train_all_hands_out_longest_first(monkeypatch, smoke_corpus, tmp_path):
+    """The worker processes take the runs longest first (a long run started last would keep
+    one process busy while the others idle); the table comes back in the specs' order."""
+    import guitarsep.training.loop as loop
+
+    p = _profile_copy(smoke_corpus, tmp_path)
+    specs = [ModelSpec("si_umx_soft", "low_res"), ModelSpec("si_unet_soft", "modern"),
+             ModelSpec("si_cnn", "low_res", steps_scale=3.0)]
+    order = loop.longest_first(p, specs)
+    assert [specs[i].key for i in order] == ["modern-si_unet_soft", "low_res-si_cnn",
+                                             "low_res-si_umx_soft"]
+    handed = []
+
+    def fake_run_tasks(tasks, n_jobs, **kw):
+        handed.extend(args[1].key for _f, args in tasks)
+        return [{"model": args[1].name, "setting": args[1].setting} for _f, args in tasks]
+
+    monkeypatch.setattr(loop, "run_tasks", fake_run_tasks)
+    df = loop.train_all(p, smoke_corpus, specs=specs, device="cpu", progress=False, jobs=2)
+    assert handed == [specs[i].key for i in order]
+    assert list(df["model"] + "/" + df["setting"]) == [f"{s.name}/{s.setting}" for s in specs]
+
+
 def test_train_all_under_torchrun_runs_in_turn(monkeypatch, smoke_corpus, tmp_path):
     """Under torchrun every rank must train each run together with the others (DDP), so
     train_all starts no worker processes there, whatever the cores."""

@@ -665,7 +665,8 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
     """Train every spec (default ``profile.models``), skipping finished runs.
 
     On the CPU the runs go to ``jobs`` worker processes at once (default: the machine's cores
-    // ``profile.train.cpu_threads``; :mod:`guitarsep.parallel` says why), in the specs' order;
+    // ``profile.train.cpu_threads``; :mod:`guitarsep.parallel` says why), longest first
+    (:func:`longest_first`);
     each run's bytes are those of ``train_model`` alone. On a GPU, or under torchrun (DDP:
     the ranks train each run together), they run in turn here.
     ``progress``: with workers, one bar over the steps of all runs (it moves as each epoch
@@ -687,13 +688,38 @@ def train_all(profile: Profile, corpus=None, specs=None, *, device=None, progres
         recs = [train_model(profile, spec, corpus, device=device, progress=progress)
                 for spec in specs]
     else:        # a Corpus is paths and tables: cheap to send to the workers
-        tasks = [(_train_in_worker, (profile, spec, corpus, device)) for spec in specs]
-        with _StepsBar(profile, specs, workers, enabled=progress) as bar:
-            recs = run_tasks(tasks, workers, progress=False, desc="training",
+        order = longest_first(profile, specs)
+        tasks = [(_train_in_worker, (profile, specs[i], corpus, device)) for i in order]
+        with _StepsBar(profile, [specs[i] for i in order], workers, enabled=progress) as bar:
+            done = run_tasks(tasks, workers, progress=False, desc="training",
                              on_result=bar.finished)
+        recs = [done[order.index(i)] for i in range(len(specs))]
     keys = ("model", "setting", "params", "wall_s", "steps", "best_epoch", "best_valid_si_sdr",
             "best_valid_loss", "device")
     return pd.DataFrame([{k: rec.get(k) for k in keys} for rec in recs])
+
+
+# Relative cost of a training step per frequency bin of the model's setting, by network family:
+# the per-step wall times of the default profile's runs (2026-12-04 reproduce, two one-thread
+# processes, data/results/default/stages.json) divided by their bins: Open-Unmix 0.17 s
+# (low_res, 513 bins) / 0.30 s (modern, 1487); CNN 0.20 s (low_res); U-Net 0.60 / 1.53 s.
+# Only the order of the runs depends on it, never a result.
+STEP_COST_PER_BIN = {"umx": 1.0, "cnn": 1.2, "unet": 5.0}
+
+
+def expected_cost(profile: Profile, spec: ModelSpec) -> float:
+    """A run's expected training time in arbitrary units: planned steps x bins x
+    :data:`STEP_COST_PER_BIN` of its network."""
+    from guitarsep.models import model_family
+    steps = epochs_for(profile, spec) * steps_per_epoch(profile, spec)
+    return steps * SETTINGS[spec.setting].max_bin * STEP_COST_PER_BIN[model_family(spec.name)]
+
+
+def longest_first(profile: Profile, specs: list[ModelSpec]) -> list[int]:
+    """Indices of ``specs`` by decreasing :func:`expected_cost` (ties in the given order):
+    the worker processes take the runs in this order, so that no long run starts last while
+    the other processes idle (the longest-processing-time rule)."""
+    return sorted(range(len(specs)), key=lambda i: -expected_cost(profile, specs[i]))
 
 
 class _StepsBar:
