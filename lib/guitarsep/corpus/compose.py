@@ -629,6 +629,57 @@ def _voice_notes(part, spq: float, rng):
     return np.array(rows, float).reshape(-1, 3)
 
 
+def _reduce_voices(voices: list[np.ndarray], rng: np.random.Generator):
+    """``(mode, groups, parts)``: :func:`music21_piece`'s two-part reduction of ``voices``
+    (rows ``(onset, offset, pitch)``, high to low), each voice moved by whole octaves into
+    range and folded."""
+    n = len(voices)
+    mode = str(rng.choice(["pairs", "outer", "two"])) if n >= 4 else "two"
+    if mode == "pairs":
+        h = n // 2
+        groups = [list(range(0, h)), list(range(h, n))]
+    elif mode == "outer":
+        groups = [[0], [n - 1]]
+    else:
+        i, j = sorted(rng.choice(n, 2, replace=False).tolist())
+        groups = [[i], [j]]
+    parts = []
+    for g in groups:
+        arrs = []
+        for vi in g:
+            a = voices[vi].copy()
+            # octave shift of the whole voice that keeps most notes in range, then fold
+            best = min(range(-3, 4), key=lambda k: (np.sum((a[:, 2] + 12 * k < PITCH_MIN) |
+                                                           (a[:, 2] + 12 * k > PITCH_MAX)),
+                                                    abs(k)))
+            a[:, 2] = fit_range(a[:, 2].astype(np.int64) + 12 * best)
+            arrs.append(a)
+        parts.append(np.concatenate(arrs))
+    return mode, groups, parts
+
+
+def _excerpt_part(p: np.ndarray, start: float, length: float, duration: float, spq: float,
+                  rng: np.random.Generator) -> Notes:
+    """One reduced part of :func:`music21_piece` from ``start`` for ``duration`` seconds,
+    looped (with a one-beat breath) when the piece is shorter, with articulation, onset
+    jitter and drawn velocities."""
+    rows = p[p[:, 1] > start].copy()
+    rows[:, :2] -= start
+    rows[:, 0] = np.maximum(rows[:, 0], 0.0)
+    if length - start < duration:             # loop the piece (with a one-beat breath)
+        period = (length - start) + spq
+        reps = int(np.ceil(duration / period))
+        rows = np.concatenate([rows + np.array([k * period, k * period, 0])
+                               for k in range(reps)])
+    on, off, pitch = rows[:, 0], rows[:, 1], rows[:, 2].astype(np.int64)
+    off = off - np.minimum(0.03, 0.1 * (off - on))          # articulate repeated notes
+    j = np.clip(rng.normal(0, _JITTER_S, on.shape), -_JITTER_MAX, _JITTER_MAX)
+    on, off = np.maximum(on + j, 0.0), off + j
+    vel = np.clip(np.round(rng.normal(80, 8, on.shape)), 40, 115).astype(np.int64)
+    keep = on < duration - _MIN_DUR
+    return _clean(on[keep], np.minimum(off[keep], duration), pitch[keep], vel[keep])
+
+
 def music21_piece(path: str, seed, duration: float, *, style: str = ""):
     """A two-guitar reduction of one music21 corpus work (used by the corpus; 01_data.ipynb
     plays one).
@@ -661,27 +712,7 @@ def music21_piece(path: str, seed, duration: float, *, style: str = ""):
         raise ValueError(f"{path}: fewer than two usable voices")
     voices.sort(key=lambda a: -np.median(a[:, 2]))
     n = len(voices)
-    mode = str(rng.choice(["pairs", "outer", "two"])) if n >= 4 else "two"
-    if mode == "pairs":
-        h = n // 2
-        groups = [list(range(0, h)), list(range(h, n))]
-    elif mode == "outer":
-        groups = [[0], [n - 1]]
-    else:
-        i, j = sorted(rng.choice(n, 2, replace=False).tolist())
-        groups = [[i], [j]]
-    parts = []
-    for g in groups:
-        arrs = []
-        for vi in g:
-            a = voices[vi].copy()
-            # octave shift of the whole voice that keeps most notes in range, then fold
-            best = min(range(-3, 4), key=lambda k: (np.sum((a[:, 2] + 12 * k < PITCH_MIN) |
-                                                           (a[:, 2] + 12 * k > PITCH_MAX)),
-                                                    abs(k)))
-            a[:, 2] = fit_range(a[:, 2].astype(np.int64) + 12 * best)
-            arrs.append(a)
-        parts.append(np.concatenate(arrs))
+    mode, groups, parts = _reduce_voices(voices, rng)
     length = max(float(p[:, 1].max()) for p in parts)
     start = 0.0
     if length > duration:
@@ -690,23 +721,7 @@ def music21_piece(path: str, seed, duration: float, *, style: str = ""):
         latest = max(first, length - duration)
         start = float(np.floor(rng.uniform(first, latest + 1e-9) / spq) * spq) if latest > first \
             else first
-    out = []
-    for p in parts:
-        rows = p[p[:, 1] > start].copy()
-        rows[:, :2] -= start
-        rows[:, 0] = np.maximum(rows[:, 0], 0.0)
-        if length - start < duration:             # loop the piece (with a one-beat breath)
-            period = (length - start) + spq
-            reps = int(np.ceil(duration / period))
-            rows = np.concatenate([rows + np.array([k * period, k * period, 0])
-                                   for k in range(reps)])
-        on, off, pitch = rows[:, 0], rows[:, 1], rows[:, 2].astype(np.int64)
-        off = off - np.minimum(0.03, 0.1 * (off - on))          # articulate repeated notes
-        j = np.clip(rng.normal(0, _JITTER_S, on.shape), -_JITTER_MAX, _JITTER_MAX)
-        on, off = np.maximum(on + j, 0.0), off + j
-        vel = np.clip(np.round(rng.normal(80, 8, on.shape)), 40, 115).astype(np.int64)
-        keep = on < duration - _MIN_DUR
-        out.append(_clean(on[keep], np.minimum(off[keep], duration), pitch[keep], vel[keep]))
+    out = [_excerpt_part(p, start, length, duration, spq, rng) for p in parts]
     meta = dict(style=style or path.replace("\\", "/").split("/")[-2], tempo=bpm,
                 reduction=mode, groups=groups, n_voices=n, start_s=round(start, 6),
                 source_path=path.replace("\\", "/").split("/corpus/")[-1])

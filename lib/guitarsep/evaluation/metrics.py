@@ -231,6 +231,59 @@ def _nan_task():
     return {"sdr": float("nan"), "sir": float("nan"), "sar": float("nan")}
 
 
+def _check_meta(meta: Mapping[str, Any]) -> None:
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise KeyError(f"evaluate_clips: item metadata lacks {missing}: {dict(meta)}")
+
+
+def _museval_selection(items, n_per_cell: int, museval_ids: set[str] | None,
+                       total: int | None):
+    """Which items get BSS Eval: ``(items, wanted(meta) -> bool, total)`` for :func:`evaluate_clips`.
+
+    Without ``museval_ids`` the items are collected into a list (and their metadata checked)
+    so that the first ``n_per_cell`` clip ids of each cell (sorted) can be chosen.
+    """
+    if museval_ids is not None:
+        ids = {str(c) for c in museval_ids}
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)
+        return items, (lambda meta: str(meta["clip_id"]) in ids), total
+    items = list(items)
+    for m, *_ in items:
+        _check_meta(m)
+    keys = [*CELL_KEYS, "clip_id"]
+    metas = pd.DataFrame([{k: str(m[k]) for k in keys} for m, *_ in items], columns=keys)
+    chosen: set[tuple] = set()
+    if n_per_cell > 0 and len(metas):
+        sel = metas.drop_duplicates().sort_values(keys, kind="mergesort")
+        sel = sel.groupby(list(CELL_KEYS), sort=False).head(n_per_cell)
+        chosen = set(map(tuple, sel.to_numpy().tolist()))
+    return items, (lambda meta: tuple(str(meta[k]) for k in keys) in chosen), (
+        len(items) if total is None else total)
+
+
+def _si_sdr_row(meta: Mapping[str, Any], est, ref, other):
+    """One item's result row with its SI-SDR, and its three waveforms as flat float32.
+
+    Raises ValueError naming the clip when the lengths differ or the reference is silent.
+    """
+    _check_meta(meta)
+    est, ref, other = (np.asarray(x, dtype=np.float32).reshape(-1) for x in (est, ref, other))
+    if not (est.shape == ref.shape == other.shape):
+        raise ValueError(f"evaluate_clips: clip {meta['clip_id']} ({meta['model']}): "
+                         f"lengths differ: est {est.size}, target {ref.size}, "
+                         f"other {other.size}")
+    try:
+        value = si_sdr(est, ref)
+    except ValueError as e:
+        raise ValueError(f"clip {meta['clip_id']} (model {meta['model']}): {e}") from e
+    row = {k: meta[k] for k in META_KEYS}
+    row["si_sdr"] = value
+    row.update({k: v for k, v in meta.items() if k not in row})
+    return row, est, ref, other
+
+
 def evaluate_clips(items: Iterable[tuple[Mapping[str, Any], Any, Any, Any]], eval_cfg=None, *,
                    sr: int = 44100, museval_ids: set[str] | None = None,
                    museval_clips_per_cell: int | None = None, n_jobs: int | None = None,
@@ -263,55 +316,12 @@ def evaluate_clips(items: Iterable[tuple[Mapping[str, Any], Any, Any, Any]], eva
     window_s = window_s if window_s is not None else (
         eval_cfg.museval_window_s if eval_cfg is not None else 1.0)
 
-    def check_meta(meta):
-        missing = [k for k in META_KEYS if k not in meta]
-        if missing:
-            raise KeyError(f"evaluate_clips: item metadata lacks {missing}: {dict(meta)}")
-
-    if museval_ids is None:
-        items = list(items)
-        for m, *_ in items:
-            check_meta(m)
-        metas = pd.DataFrame([{k: str(m[k]) for k in (*CELL_KEYS, "clip_id")}
-                              for m, *_ in items], columns=[*CELL_KEYS, "clip_id"])
-        # per cell: remember which (cell, clip) pairs are selected
-        chosen: set[tuple] = set()
-        if n_per_cell > 0 and len(metas):
-            sel = metas.drop_duplicates().sort_values([*CELL_KEYS, "clip_id"], kind="mergesort")
-            sel = sel.groupby(list(CELL_KEYS), sort=False).head(n_per_cell)
-            chosen = set(map(tuple, sel.to_numpy().tolist()))
-
-        def wanted(meta):
-            return tuple(str(meta[k]) for k in (*CELL_KEYS, "clip_id")) in chosen
-        if total is None:
-            total = len(items)
-    else:
-        museval_ids = {str(c) for c in museval_ids}
-
-        def wanted(meta):
-            return str(meta["clip_id"]) in museval_ids
-        if total is None and hasattr(items, "__len__"):
-            total = len(items)
-
+    items, wanted, total = _museval_selection(items, n_per_cell, museval_ids, total)
     rows: list[dict] = []
 
     def tasks():
         for meta, est, ref, other in items:
-            check_meta(meta)
-            est = np.asarray(est, dtype=np.float32).reshape(-1)
-            ref = np.asarray(ref, dtype=np.float32).reshape(-1)
-            other = np.asarray(other, dtype=np.float32).reshape(-1)
-            if not (est.shape == ref.shape == other.shape):
-                raise ValueError(f"evaluate_clips: clip {meta['clip_id']} ({meta['model']}): "
-                                 f"lengths differ: est {est.size}, target {ref.size}, "
-                                 f"other {other.size}")
-            try:
-                value = si_sdr(est, ref)
-            except ValueError as e:
-                raise ValueError(f"clip {meta['clip_id']} (model {meta['model']}): {e}") from e
-            row = {k: meta[k] for k in META_KEYS}
-            row["si_sdr"] = value
-            row.update({k: v for k, v in meta.items() if k not in row})
+            row, est, ref, other = _si_sdr_row(meta, est, ref, other)
             rows.append(row)
             if wanted(meta):
                 yield delayed(_bss_task)(est, ref, other, sr, window_s)
