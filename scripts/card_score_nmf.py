@@ -49,7 +49,10 @@ def write_card(scores: pd.DataFrame, bench: dict | None, reference: dict | None,
     text = [f"# Model card: `{SCORE_NMF}` (the default of `guitarsep separate`)", "",
             "Score-informed NMF (`guitarsep.separation.score_nmf`; after Ewert & Müller 2012). "
             "The mixture magnitude is factorised into harmonic templates and activations per "
-            "(part, pitch) of the score, plus one attack component per part. Templates are "
+            "(part, pitch) of the score, plus one attack component per part and a few "
+            "spare components for energy no scored note explains (a note the score misses; "
+            "they pay a penalty per unit of energy, and half of what they model goes to each "
+            "part). Templates are "
             "zero off their pitch's harmonics and activations zero outside the score's note "
             "spans; the activations start with a plucked decay from each onset and a release "
             "after each offset, and KL multiplicative updates fit the rest to the recording "

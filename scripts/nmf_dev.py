@@ -22,6 +22,7 @@ clip) and the table of docs/ablations.md between its markers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import asdict
 
 import numpy as np
@@ -33,6 +34,7 @@ from guitarsep.evaluation.out_of_family import score_models
 from guitarsep.io import run_doc_table
 from guitarsep.models.checkpoint import SCORE_NMF, LoadedModel
 from guitarsep.score import Notes
+from guitarsep.score.perturb import perturb_notes
 from guitarsep.separation.score_nmf import NmfParams, ScoreNmf
 
 #: name -> (changes to NmfParams(), what it tests)
@@ -60,6 +62,13 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "mask_power_1": (dict(mask_power=1.0), "mask V_t / (V_t + V_o)"),
     "width_60": (dict(width_cents=60.0), "harmonic support of 60 cents instead of 40"),
     "no_attack": (dict(attack_before=0.0, attack_after=0.0), "no attack components"),
+    "no_spare": (dict(spare_components=0), "no spare components (as shipped before "
+                 "2026-12-05)"),
+    "spare_penalty_0.25": (dict(spare_penalty=0.25), "spare components' penalty 0.25 "
+                           "instead of 0.5"),
+    "spare_penalty_1": (dict(spare_penalty=1.0), "spare components' penalty 1"),
+    "spare_penalty_3": (dict(spare_penalty=3.0), "spare components' penalty 3"),
+    "spare_2": (dict(spare_components=2), "2 spare components instead of 4"),
 }
 MARK = ("<!-- nmf-dev:begin -->", "<!-- nmf-dev:end -->")
 
@@ -81,6 +90,28 @@ class HalvedOffsets(ScoreNmf):
         return super().magnitude(mag, halve(target), halve(accomp))
 
 
+class MissingNotes(ScoreNmf):
+    """The NMF given a score with a share ``level`` of each part's notes removed (both parts;
+    ``score.perturb``, drawn from a seed of the notes themselves): an incomplete tab or a
+    transcription that misses notes."""
+
+    level = 0.1
+
+    def magnitude(self, mag, target, accomp):
+        duration = mag.shape[0] * self.setting.hop / self.setting.sr
+
+        def drop(n: Notes, part: int) -> Notes:
+            key = hashlib.sha256(np.round(n.onset, 4).tobytes() + n.pitch.tobytes()
+                                 + bytes([part])).digest()
+            rng = np.random.default_rng(int.from_bytes(key[:4], "little"))
+            return perturb_notes(n, "missing_notes", self.level, rng, duration=duration)
+        return super().magnitude(mag, drop(target, 0), drop(accomp, 1))
+
+
+class MissingQuarter(MissingNotes):
+    level = 0.25
+
+
 #: the NMF under other conditions: name -> (changes to NmfParams(), kind, what it tests)
 CONDITIONS: dict[str, tuple[dict, type[ScoreNmf], str]] = {
     "no_accompaniment": ({}, WithoutAccompaniment, "chosen, without the accompaniment's notes "
@@ -96,6 +127,20 @@ CONDITIONS: dict[str, tuple[dict, type[ScoreNmf], str]] = {
     "no_accompaniment_full_steps": (dict(h_step=1.0, mask_power=0.5), WithoutAccompaniment,
                                     "full activation steps and mask power 1/2, without the "
                                     "accompaniment's notes"),
+    "missing_10": ({}, MissingNotes, "chosen, 10 % of both parts' notes missing"),
+    "missing_10_no_spare": (dict(spare_components=0), MissingNotes,
+                            "no spare components, 10 % of the notes missing"),
+    "missing_10_spare_penalty_0.25": (dict(spare_penalty=0.25), MissingNotes,
+                                      "spare penalty 0.25, 10 % of the notes missing"),
+    "missing_10_spare_penalty_1": (dict(spare_penalty=1.0), MissingNotes,
+                                   "spare penalty 1, 10 % of the notes missing"),
+    "missing_25": ({}, MissingQuarter, "chosen, 25 % of both parts' notes missing"),
+    "missing_25_no_spare": (dict(spare_components=0), MissingQuarter,
+                            "no spare components, 25 % of the notes missing"),
+    "missing_25_spare_penalty_0.25": (dict(spare_penalty=0.25), MissingQuarter,
+                                      "spare penalty 0.25, 25 % of the notes missing"),
+    "missing_25_spare_penalty_1": (dict(spare_penalty=1.0), MissingQuarter,
+                                   "spare penalty 1, 25 % of the notes missing"),
 }
 
 

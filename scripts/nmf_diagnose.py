@@ -21,6 +21,7 @@ docs/ablations.md between its markers.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -64,6 +65,9 @@ def clip_gains(clip, params: NmfParams, mask: MaskParams) -> tuple[dict, float, 
     """The target gains ``(F, T)`` of every row of :data:`ROWS` for one clip, the overlap
     bins' share of the mixture's energy, and the mixture STFT ``(T, F)``."""
     X, S_t, S_o = (_stft(x) for x in (clip.mix, clip.target, clip.other))
+    # the diagnosis fits each part alone and swaps in the other's factors: spare components,
+    # which belong to neither part, have no place in it
+    params = dataclasses.replace(params, spare_components=0)
     kw = dict(sr=ST.sr, n_fft=ST.n_fft, hop=ST.hop, mask=mask, params=params)
     V = _magnitude(X)
 
