@@ -127,21 +127,16 @@ CONDITIONS: dict[str, tuple[dict, type[ScoreNmf], str]] = {
     "no_accompaniment_full_steps": (dict(h_step=1.0, mask_power=0.5), WithoutAccompaniment,
                                     "full activation steps and mask power 1/2, without the "
                                     "accompaniment's notes"),
-    "missing_10": ({}, MissingNotes, "chosen, 10 % of both parts' notes missing"),
-    "missing_10_no_spare": (dict(spare_components=0), MissingNotes,
-                            "no spare components, 10 % of the notes missing"),
-    "missing_10_spare_penalty_0.25": (dict(spare_penalty=0.25), MissingNotes,
-                                      "spare penalty 0.25, 10 % of the notes missing"),
-    "missing_10_spare_penalty_1": (dict(spare_penalty=1.0), MissingNotes,
-                                   "spare penalty 1, 10 % of the notes missing"),
-    "missing_25": ({}, MissingQuarter, "chosen, 25 % of both parts' notes missing"),
-    "missing_25_no_spare": (dict(spare_components=0), MissingQuarter,
-                            "no spare components, 25 % of the notes missing"),
-    "missing_25_spare_penalty_0.25": (dict(spare_penalty=0.25), MissingQuarter,
-                                      "spare penalty 0.25, 25 % of the notes missing"),
-    "missing_25_spare_penalty_1": (dict(spare_penalty=1.0), MissingQuarter,
-                                   "spare penalty 1, 25 % of the notes missing"),
 }
+# the spare components with a share of the notes missing: chosen, without them, other penalties
+for _pct, _kind in ((10, MissingNotes), (25, MissingQuarter)):
+    _missing = f"{_pct} % of the notes missing"
+    CONDITIONS[f"missing_{_pct}"] = ({}, _kind, f"chosen, {_pct} % of both parts' notes missing")
+    CONDITIONS[f"missing_{_pct}_no_spare"] = (dict(spare_components=0), _kind,
+                                              f"no spare components, {_missing}")
+    for _c in (0.25, 1):
+        CONDITIONS[f"missing_{_pct}_spare_penalty_{_c}"] = (
+            dict(spare_penalty=float(_c)), _kind, f"spare penalty {_c}, {_missing}")
 
 
 def nmf(params: NmfParams, kind: type[ScoreNmf] = ScoreNmf) -> LoadedModel:
