@@ -270,3 +270,25 @@ def test_unison_table_joins_the_committed_scores():
     nmf = scores[scores.model == "shipped-score_nmf"].set_index("clip_id").si_sdr
     assert len(oof) == 144 and oof.unison.between(0, 1).all()
     np.testing.assert_allclose(oof.nmf, nmf.loc[oof.index], atol=1e-9)
+
+
+def test_nmf_card_is_current_with_the_code_and_the_committed_tables():
+    """lib/guitarsep/resources/score_nmf.md (scripts/card_score_nmf.py) shows the parameters the
+    code runs with and the medians of the committed result tables: a card left behind by a
+    change of NmfParams or by a new reproduce fails here."""
+    import importlib.util
+    from pathlib import Path
+
+    from guitarsep import RESOURCES
+    from guitarsep.evaluation.model_card import cell_table, verdict_table
+    from guitarsep.models.checkpoint import SCORE_NMF, load_model
+
+    path = Path(__file__).parents[1] / "scripts" / "card_score_nmf.py"
+    spec = importlib.util.spec_from_file_location("card_score_nmf", path)
+    card_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card_script)
+    scores = card_script.card_scores(load_profile("default"))
+    card = (RESOURCES / f"{SCORE_NMF}.md").read_text()
+    assert f"`{json.dumps(load_model(SCORE_NMF).hparams)}`" in card
+    assert "\n".join(cell_table(scores, card_script.COLUMNS)) in card
+    assert "\n".join(verdict_table(scores, card_script.SHIPPED)) in card
