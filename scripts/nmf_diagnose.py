@@ -95,19 +95,24 @@ def clip_gains(clip, params: NmfParams, mask: MaskParams) -> tuple[dict, float, 
     return gains, float((energy * overlap).sum() / energy.sum()), X
 
 
+def clip_row(clip, params: NmfParams, mask: MaskParams) -> dict:
+    """One clip's SI-SDR for every row of :data:`ROWS`, its ``overlap_energy`` and cell."""
+    gains, overlap_energy, X = clip_gains(clip, params, mask)
+    row = dict(overlap_energy=overlap_energy,
+               cell="same" if clip.target_timbre == clip.other_timbre else "diff")
+    for name, g in gains.items():
+        y = istft(torch.from_numpy(g.T * X), ST, len(clip.mix)).numpy()
+        row[name] = si_sdr(clip.target, y)
+    return row
+
+
 def diagnose(profile, params: NmfParams = NmfParams()) -> pd.DataFrame:
     """Per dev clip: SI-SDR of every row of :data:`ROWS` and ``overlap_energy``."""
     rows = []
     for dev_set, corpus, split in nmf_dev_sets(profile):
         for clip_id in corpus.clips(split=split).clip_id:
-            clip = corpus.clip(clip_id)
-            gains, overlap_energy, X = clip_gains(clip, params, profile.mask)
-            row = dict(dev_set=dev_set, clip_id=clip_id, overlap_energy=overlap_energy,
-                       cell="same" if clip.target_timbre == clip.other_timbre else "diff")
-            for name, g in gains.items():
-                y = istft(torch.from_numpy(g.T * X), ST, len(clip.mix)).numpy()
-                row[name] = si_sdr(clip.target, y)
-            rows.append(row)
+            rows.append(dict(dev_set=dev_set, clip_id=clip_id,
+                             **clip_row(corpus.clip(clip_id), params, profile.mask)))
     return pd.DataFrame(rows)
 
 
