@@ -76,18 +76,18 @@ MARK = ("<!-- nmf-dev:begin -->", "<!-- nmf-dev:end -->")
 class WithoutAccompaniment(ScoreNmf):
     """The NMF as `guitarsep separate` runs it when no accompaniment score is given."""
 
-    def magnitude(self, mag, target, accomp):
-        return super().magnitude(mag, target, Notes.empty())
+    def magnitude(self, mag, target, accomp, mask=None):
+        return super().magnitude(mag, target, Notes.empty(), mask)
 
 
 class HalvedOffsets(ScoreNmf):
     """The NMF given a score whose notes end halfway (both parts): offsets that come too
     early, as in a tab that does not notate let-ring or a staccato transcription."""
 
-    def magnitude(self, mag, target, accomp):
+    def magnitude(self, mag, target, accomp, mask=None):
         def halve(n: Notes) -> Notes:
             return Notes(n.onset, n.onset + 0.5 * (n.offset - n.onset), n.pitch, n.velocity)
-        return super().magnitude(mag, halve(target), halve(accomp))
+        return super().magnitude(mag, halve(target), halve(accomp), mask)
 
 
 class MissingNotes(ScoreNmf):
@@ -97,7 +97,7 @@ class MissingNotes(ScoreNmf):
 
     level = 0.1
 
-    def magnitude(self, mag, target, accomp):
+    def magnitude(self, mag, target, accomp, mask=None):
         duration = mag.shape[0] * self.setting.hop / self.setting.sr
 
         def drop(n: Notes, part: int) -> Notes:
@@ -105,7 +105,7 @@ class MissingNotes(ScoreNmf):
                                  + bytes([part])).digest()
             rng = np.random.default_rng(int.from_bytes(key[:4], "little"))
             return perturb_notes(n, "missing_notes", self.level, rng, duration=duration)
-        return super().magnitude(mag, drop(target, 0), drop(accomp, 1))
+        return super().magnitude(mag, drop(target, 0), drop(accomp, 1), mask)
 
 
 class MissingQuarter(MissingNotes):

@@ -110,11 +110,12 @@ class NmfParams:
 
 
 @functools.lru_cache(maxsize=8)
-def _templates(sr: int, n_fft: int, params: NmfParams) -> np.ndarray:
-    """Initial templates ``(128, F)`` float64: ``1/k`` on the support of harmonic ``k``."""
+def _templates(sr: int, n_fft: int, params: NmfParams, a4_hz: float = 440.0) -> np.ndarray:
+    """Initial templates ``(128, F)`` float64: ``1/k`` on the support of harmonic ``k`` of
+    each MIDI pitch, tuned to ``a4_hz`` (the score mask's, :class:`MaskParams`)."""
     n_bins = n_fft // 2 + 1
     bins = np.arange(n_bins, dtype=np.float64)
-    f0 = 440.0 * 2.0 ** ((np.arange(128) - 69) / 12.0)
+    f0 = a4_hz * 2.0 ** ((np.arange(128) - 69) / 12.0)
     out = np.zeros((128, n_bins))
     for k in range(1, params.n_harmonics + 1):
         centre = k * f0 * n_fft / sr                                   # (128,) in bins
@@ -140,7 +141,7 @@ def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
     """Initial ``W (F, K)`` and ``H (K, T)`` of one part: its pitches, their note heads and
     its attack."""
     n_bins = n_fft // 2 + 1
-    templates = _templates(sr, n_fft, params)
+    templates = _templates(sr, n_fft, params, mask.a4_hz)
     pitches, active = pitch_activity(notes, n_frames, sr=sr, hop=hop, params=mask)
     W = templates[pitches].T                                            # (F, P)
     H = active.T * _initial_envelopes(notes, pitches, n_frames, sr=sr, hop=hop,
@@ -329,10 +330,12 @@ class ScoreNmf(nn.Module):
         super().__init__()
         self.setting, self.mask, self.params = setting, mask, params
 
-    def magnitude(self, mag: np.ndarray, target: Notes, accomp: Notes) -> np.ndarray:
+    def magnitude(self, mag: np.ndarray, target: Notes, accomp: Notes,
+                  mask: MaskParams | None = None) -> np.ndarray:
+        """``mask``: the score's tolerances and tuning for this call (default: the model's)."""
         st = self.setting
         m = score_nmf_mask(mag, target, accomp, sr=st.sr, n_fft=st.n_fft, hop=st.hop,
-                           mask=self.mask, params=self.params)
+                           mask=mask or self.mask, params=self.params)
         return m * mag
 
     def forward(self, *_args):

@@ -55,6 +55,7 @@ from guitarsep.config import MaskParams, StftSetting
 from guitarsep.io import fix_length, gated_level_db, resample
 from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
 from guitarsep.score import Notes, binary_score_mask
+from guitarsep.score.tuning import tuned
 from guitarsep.vocabulary import REFERENCES
 from guitarsep.models.frontend import Spectrogram, istft, score_pair
 
@@ -303,7 +304,7 @@ def segment_magnitude(model: torch.nn.Module, X: torch.Tensor, target_notes, acc
     kind = getattr(model, "score_kind", None)
     if kind == "notes":
         return model.magnitude(X[0].abs().numpy(), _segment_notes(target_notes, seg),
-                               _segment_notes(accomp_notes, seg))
+                               _segment_notes(accomp_notes, seg), mask=params)
     masks = None
     if kind is not None:
         m_t, m_a = _masks_for_segment(target_notes, accomp_notes, seg, setting, params)
@@ -335,6 +336,8 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
     """
     mix = _as_wave(mix, "separate_clip: mix")
     params = mask_params or MaskParams()
+    if getattr(model, "score_kind", None) is not None:
+        params = tuned(params, mix, sr, target_notes, accomp_notes)
     model = model.to(device)
     was_training = model.training
     model.eval()
@@ -387,7 +390,7 @@ def score_only(mix, target_notes, accomp_notes, setting: StftSetting, *, sr: int
     """No learning: the soft score mask ``M_t / (M_t + M_a)`` times ``|X|`` (mixture phase),
     through the same Wiener/iSTFT path. Returns float32 ``(n,)`` at ``sr``."""
     mix = _as_wave(mix, "score_only: mix")
-    params = mask_params or MaskParams()
+    params = tuned(mask_params or MaskParams(), mix, sr, target_notes, accomp_notes)
 
     def fn(X, seg, _aux):
         m_t, m_a = _masks_for_segment(target_notes, accomp_notes, seg, setting, params)

@@ -38,6 +38,7 @@ import torch
 from guitarsep.config import MaskParams, StftSetting
 from guitarsep.io import fix_length, resample
 from guitarsep.models.frontend import Spectrogram, istft
+from guitarsep.score.tuning import EXCERPT_S, tuned
 from guitarsep.separation.chunking import ChunkPlan, overlap_add, plan_chunks
 from guitarsep.separation.separate import (CHUNK_S, CONTEXT_S, OVERLAP_S, Segment,
                                            input_gain, segment_magnitude, wiener_target)
@@ -247,6 +248,9 @@ def stream_separate(source, model: torch.nn.Module, target_notes, accomp_notes,
     was_training = model.training
     model.to(device).eval()
     scale = 10.0 / (peak * setting.n_fft / 2) if peak > 0 else 1.0
+    if getattr(model, "score_kind", None) is not None:       # read from the start, mono
+        start = source.read(0, min(source.frames, int(EXCERPT_S * source.sr))).mean(axis=1)
+        mask_params = tuned(mask_params, start, source.sr, target_notes, accomp_notes)
     block = _Block(model, target_notes, accomp_notes, setting, mask_params, device, source.sr,
                    scale, input_gain(level_db), Spectrogram(setting))
 
