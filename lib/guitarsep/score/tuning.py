@@ -25,8 +25,8 @@ from guitarsep.score.notes import Notes
 
 #: below this deviation (cents) the score's combs are left at A4 = 440 Hz: the comb and the
 #: NMF's harmonic supports (±30 / ±40 cents) hold it (20 cents cost the NMF 0.2-0.4 dB on dev
-#: clips), while librosa's estimate on in-tune clips strays up to 11 cents (out-of-family
-#: test clips; ±5 cents on the corpus's)
+#: clips), while :func:`estimate_cents` reads in-tune clips from -10.8 to +5.4 cents (the
+#: out-of-family OPL3 clips lowest; the corpus's test clips within ±4.2)
 DEAD_ZONE_CENTS = 15.0
 #: the excerpt the tuning is read from (the recording's start), seconds
 EXCERPT_S = 60.0

@@ -325,6 +325,8 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
             ``model.score_kind`` in {"soft", "binary", None}). Put in eval mode for the call
             and moved to ``device``; its previous train/eval mode is restored.
         mix: mono waveform ``(n,)`` at ``sr``; the network hears it at :data:`MODEL_INPUT_DB`.
+            The score's combs (and the NMF's templates) follow its tuning
+            (:func:`guitarsep.score.tuning.tuned`: A4 as read from ``mix``).
         target_notes, accomp_notes: ``score.Notes`` of the target and the accompaniment,
             times relative to the start of ``mix``.
         setting: the model's :class:`~guitarsep.config.StftSetting`.
