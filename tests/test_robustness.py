@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 
 from guitarsep.config import RobustnessConfig, load_profile  # noqa: E402
 from guitarsep.evaluation.figures import plot_robustness  # noqa: E402
-from guitarsep.evaluation.robustness import (robustness_clips, robustness_conditions,  # noqa: E402
-                                              run_robustness)
+from guitarsep.evaluation.robustness import (  # noqa: E402
+    RECORDING_KINDS, robustness_clips, robustness_conditions, run_robustness)
 from guitarsep.score import Notes  # noqa: E402
 from guitarsep.score.perturb import PERTURBATION_KINDS, onset_error_ms, perturb_notes  # noqa: E402
 
@@ -137,14 +137,15 @@ def test_run_robustness_offset_hurts_and_alignment_recovers(smoke_profile, smoke
 
 def test_plot_robustness_draws_a_panel_per_kind():
     rows = []
-    for kind, levels in [("none", [0.0])] + [(k, [0.1, 0.5]) for k in PERTURBATION_KINDS]:
+    kinds = PERTURBATION_KINDS + RECORDING_KINDS
+    for kind, levels in [("none", [0.0])] + [(k, [0.1, 0.5]) for k in kinds]:
         for lv in levels:
             for model in ("si_umx_soft", "si_umx_binary"):
                 for al in (False, True):
                     rows.append(dict(clip_id="c0", kind=kind, level=lv, align=al, model=model,
                                      si_sdr=5.0 - 3 * lv))
     fig = plot_robustness(pd.DataFrame(rows))
-    assert len(fig.axes) == len(PERTURBATION_KINDS) == 6
+    assert len(fig.axes) == len(kinds) == 7
     assert all(len(ax.lines) == 4 for ax in fig.axes)
     with pytest.raises(ValueError, match="lacks columns"):
         plot_robustness(pd.DataFrame({"kind": ["none"]}))
@@ -164,3 +165,21 @@ def test_run_robustness_in_two_processes_writes_the_same_bytes(smoke_profile, sm
         assert timing["processes"] == workers and timing["rows"] == 2 * 2
         tables.append((profile.results_dir / "robustness.csv").read_bytes())
     assert tables[0] == tables[1]
+
+
+def test_run_robustness_detuned_recording_keeps_the_nmfs_clean_result(smoke_profile,
+                                                                      smoke_corpus):
+    """The recording played 40 cents sharp, its notes scaled to its tempo: the score still
+    fits it in time (onset error 0), and the score NMF, which reads the tuning
+    (tests/test_tuning.py), keeps its clean SI-SDR against the detuned target."""
+    from guitarsep.models.checkpoint import SCORE_NMF, load_model
+
+    cfg = RobustnessConfig(levels=(("detune_cents", (40.0,)),), models=("nmf",), n_clips=2,
+                           align=(False,))
+    profile = dataclasses.replace(smoke_profile, robustness=cfg)
+    table, _ = run_robustness(profile, smoke_corpus, progress=False,
+                              models={"nmf": load_model(SCORE_NMF).model})
+    by_clip = table.pivot_table(index="clip_id", columns="kind", values="si_sdr")
+    assert len(by_clip) == 2
+    np.testing.assert_allclose(by_clip.detune_cents, by_clip["none"], atol=0.5)
+    assert table[table.kind == "detune_cents"].onset_error_ms.max() < 1.0

@@ -184,7 +184,8 @@ class RobustnessConfig:
 
     ``levels``: per perturbation kind, the levels tried besides the clean score (seconds for
     ``onset_jitter``/``global_offset``, the share of each note's duration cut for
-    ``early_offsets``, fractions of the notes for the others). Every
+    ``early_offsets``, cents sharp for ``detune_cents``, a perturbation of the recording, and
+    fractions of the notes for the others). Every
     condition is run with and without DTW alignment (``align``) for each of ``models``
     (trained ``setting`` models, and the shipped ``score_nmf``) on the first ``n_clips`` test
     clips of ``scenario``.
@@ -197,6 +198,7 @@ class RobustnessConfig:
         ("extra_notes", (0.1, 0.25, 0.5)),
         ("wrong_octave", (0.1, 0.25, 0.5)),
         ("early_offsets", (0.25, 0.5, 0.75)),
+        ("detune_cents", (20.0, 35.0, 50.0)),
     )
     # trained models of the profile in ``setting``, and "score_nmf": the shipped default
     models: tuple[str, ...] = ("si_umx_soft", "si_umx_binary", "score_nmf")
@@ -326,7 +328,8 @@ def _smoke(root: Path) -> Profile:
         robustness=RobustnessConfig(
             levels=(("onset_jitter", (0.1,)), ("global_offset", (0.25,)),
                     ("missing_notes", (0.25,)), ("extra_notes", (0.25,)),
-                    ("wrong_octave", (0.25,)), ("early_offsets", (0.5,))),
+                    ("wrong_octave", (0.25,)), ("early_offsets", (0.5,)),
+                    ("detune_cents", (40.0,))),
             n_clips=2),
     )
 

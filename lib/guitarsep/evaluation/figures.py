@@ -197,6 +197,7 @@ ROBUSTNESS_PANELS: dict[str, tuple[str, str, float]] = {
     "extra_notes": ("Extra notes", "notes added (%)", 100.0),
     "wrong_octave": ("Wrong octave", "notes moved ±12 (%)", 100.0),
     "early_offsets": ("Notes end early", "of each note's length cut (%)", 100.0),
+    "detune_cents": ("Recording off A4 = 440 Hz", "played sharp by (cents)", 1.0),
 }
 ROBUSTNESS_MODELS: tuple[tuple[str, str], ...] = (
     ("si_umx_soft", "Open-unmix-Soft"), ("si_umx_binary", "Open-unmix-Binary"),
@@ -218,7 +219,7 @@ def plot_robustness(df: pd.DataFrame) -> plt.Figure:
     counts = {}
     with plt.rc_context({**_RC, "axes.titlesize": 13, "axes.labelsize": 11,
                          "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10}):
-        fig, axes = plt.subplots(1, len(ROBUSTNESS_PANELS), figsize=(20, 4.2), sharey=True,
+        fig, axes = plt.subplots(1, len(ROBUSTNESS_PANELS), figsize=(23, 4.2), sharey=True,
                                  constrained_layout=True)
         for ax, (kind, (title, xlabel, factor)) in zip(axes, ROBUSTNESS_PANELS.items()):
             sub = pd.concat([clean, df[df["kind"] == kind]])

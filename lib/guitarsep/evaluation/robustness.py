@@ -24,6 +24,13 @@ Perturbations (:func:`perturb_notes`; ``level`` in seconds or as a fraction of t
   not notate let-ring); the score NMF's release start reads note ends, the networks' score
   masks tolerate them (``MaskParams.fermata``).
 
+One perturbation of the recording instead of the score (:data:`RECORDING_KINDS`):
+
+* ``detune_cents``: the recording is played ``level`` cents sharp (resampled, so its tempo
+  rises by the same factor, and the score's times are scaled to match: only the tuning
+  differs from the score). The score NMF reads the tuning (``guitarsep.score.tuning``); the
+  networks keep the combs they were trained with, at 440 Hz.
+
 Both parts of the score (target and accompaniment) get the same kind and level of error, with
 independent draws, except the global offset, which is one shift of the whole score. Draws are a
 pure function of ``(RobustnessConfig.seed, clip, kind, level, part)``, so the table is identical
@@ -46,10 +53,14 @@ import pandas as pd
 
 from guitarsep.config import SETTINGS, ModelSpec, Profile
 from guitarsep.parallel import run_tasks, single_threaded, worker_count
+from guitarsep.score.notes import Notes
 from guitarsep.score.perturb import PERTURBATION_KINDS, onset_error_ms, perturb_notes
 
-__all__ = ["PERTURBATION_KINDS", "perturb_notes", "onset_error_ms", "robustness_conditions",
-           "robustness_clips", "run_robustness"]
+__all__ = ["PERTURBATION_KINDS", "RECORDING_KINDS", "perturb_notes", "onset_error_ms",
+           "robustness_conditions", "robustness_clips", "run_robustness", "detuned"]
+
+#: perturbations of the recording rather than of the score (level: cents sharp)
+RECORDING_KINDS = ("detune_cents",)
 
 _RESULT_COLUMNS = ["clip_id", "combination", "kind", "level", "align", "model", "si_sdr",
                    "onset_error_ms", "n_target_notes"]
@@ -66,10 +77,25 @@ def robustness_conditions(cfg) -> list[tuple[str, float]]:
     ``cfg.levels`` (``RobustnessConfig``)."""
     out = [("none", 0.0)]
     for kind, levels in cfg.levels:
-        if kind not in PERTURBATION_KINDS:
+        if kind not in PERTURBATION_KINDS + RECORDING_KINDS:
             raise ValueError(f"unknown perturbation {kind!r} in the profile")
         out += [(kind, float(lv)) for lv in levels if float(lv) > 0]
     return out
+
+
+def detuned(clip, cents: float) -> tuple[np.ndarray, np.ndarray, Notes, Notes]:
+    """``(mix, target, target notes, accomp notes)`` of ``clip`` played ``cents`` sharp:
+    resampled by ``r = 2 ** (cents / 1200)`` (pitch and tempo together), the notes' times
+    divided by ``r``; the two waveforms have one length."""
+    import librosa
+
+    r = 2.0 ** (cents / 1200.0)
+    mix, target = (librosa.resample(y, orig_sr=clip.sr * r, target_sr=clip.sr,
+                                    res_type="soxr_hq") for y in (clip.mix, clip.target))
+    n = min(len(mix), len(target))
+    return (mix[:n], target[:n],
+            *(Notes(x.onset / r, x.offset / r, x.pitch, x.velocity)
+              for x in (clip.target_notes, clip.accomp_notes)))
 
 
 def robustness_clips(corpus, cfg) -> list:
@@ -144,29 +170,39 @@ def _robustness_of_clip(profile: Profile, clip, runs: dict, conditions: list,
     from guitarsep.score.align import align_notes
     from guitarsep.separation.separate import separate_clip
 
-    cfg, dur = profile.robustness, len(clip.mix) / clip.sr
+    cfg = profile.robustness
     rows, t_align, t_sep = [], 0.0, 0.0
     with single_threaded():
         for kind, level in conditions:
-            # the global offset draws nothing: both parts get the same shift
-            target, accomp = (
-                perturb_notes(notes, kind, level, _rng(cfg.seed, clip.clip_id, kind, level, part),
-                              duration=dur)
-                for part, notes in (("target", clip.target_notes), ("accomp", clip.accomp_notes)))
+            mix, true_target, target, accomp = _condition(clip, kind, level, cfg.seed)
             for aligned in cfg.align:
                 t_n, a_n = target, accomp
                 if aligned:
                     t0 = time.perf_counter()
-                    (t_n, a_n), _report = align_notes([target, accomp], clip.mix, clip.sr)
+                    (t_n, a_n), _report = align_notes([target, accomp], mix, clip.sr)
                     t_align += time.perf_counter() - t0
-                err = onset_error_ms(t_n, clip.target_notes) if len(t_n) else float("nan")
+                true_notes = target if kind in RECORDING_KINDS else clip.target_notes
+                err = onset_error_ms(t_n, true_notes) if len(t_n) else float("nan")
                 for name, (model, model_setting) in runs.items():
                     t0 = time.perf_counter()
-                    est = separate_clip(model, clip.mix, t_n, a_n, model_setting, sr=clip.sr,
+                    est = separate_clip(model, mix, t_n, a_n, model_setting, sr=clip.sr,
                                         mask_params=profile.mask, device=device)
                     t_sep += time.perf_counter() - t0
                     rows.append(dict(clip_id=clip.clip_id, combination=clip.combination,
                                      kind=kind, level=level, align=bool(aligned), model=name,
-                                     si_sdr=float(si_sdr(est, clip.target)),
+                                     si_sdr=float(si_sdr(est, true_target)),
                                      onset_error_ms=err, n_target_notes=len(t_n)))
     return rows, t_align, t_sep
+
+
+def _condition(clip, kind: str, level: float, seed: int):
+    """``(mix, true target, target notes, accomp notes)`` of one condition on ``clip``."""
+    if kind in RECORDING_KINDS:
+        return detuned(clip, level)
+    # the global offset draws nothing: both parts get the same shift
+    dur = len(clip.mix) / clip.sr
+    target, accomp = (
+        perturb_notes(notes, kind, level, _rng(seed, clip.clip_id, kind, level, part),
+                      duration=dur)
+        for part, notes in (("target", clip.target_notes), ("accomp", clip.accomp_notes)))
+    return clip.mix, clip.target, target, accomp

@@ -325,8 +325,9 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
             ``model.score_kind`` in {"soft", "binary", None}). Put in eval mode for the call
             and moved to ``device``; its previous train/eval mode is restored.
         mix: mono waveform ``(n,)`` at ``sr``; the network hears it at :data:`MODEL_INPUT_DB`.
-            The score's combs (and the NMF's templates) follow its tuning
-            (:func:`guitarsep.score.tuning.tuned`: A4 as read from ``mix``).
+            The score NMF's templates and combs follow its tuning
+            (:func:`guitarsep.score.tuning.tuned`: A4 as read from ``mix``); a network's
+            combs stay where it was trained (A4 = 440 Hz).
         target_notes, accomp_notes: ``score.Notes`` of the target and the accompaniment,
             times relative to the start of ``mix``.
         setting: the model's :class:`~guitarsep.config.StftSetting`.
@@ -338,7 +339,7 @@ def separate_clip(model: torch.nn.Module, mix, target_notes, accomp_notes,
     """
     mix = _as_wave(mix, "separate_clip: mix")
     params = mask_params or MaskParams()
-    if getattr(model, "score_kind", None) is not None:
+    if getattr(model, "score_kind", None) == "notes":     # the NMF; networks: see score.tuning
         params = tuned(params, mix, sr, target_notes, accomp_notes)
     model = model.to(device)
     was_training = model.training

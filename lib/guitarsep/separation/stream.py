@@ -248,7 +248,7 @@ def stream_separate(source, model: torch.nn.Module, target_notes, accomp_notes,
     was_training = model.training
     model.to(device).eval()
     scale = 10.0 / (peak * setting.n_fft / 2) if peak > 0 else 1.0
-    if getattr(model, "score_kind", None) is not None:       # read from the start, mono
+    if getattr(model, "score_kind", None) == "notes":   # the NMF (score.tuning); from the start
         start = source.read(0, min(source.frames, int(EXCERPT_S * source.sr))).mean(axis=1)
         mask_params = tuned(mask_params, start, source.sr, target_notes, accomp_notes)
     block = _Block(model, target_notes, accomp_notes, setting, mask_params, device, source.sr,
