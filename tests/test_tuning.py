@@ -2,12 +2,12 @@
 puts its harmonics, and the separation follows it."""
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import pytest
 
 from guitarsep.config import MaskParams
 from guitarsep.evaluation.metrics import si_sdr
+from guitarsep.io import resample
 from guitarsep.models.checkpoint import SCORE_NMF, load_model
 from guitarsep.score import Notes
 from guitarsep.score.tuning import DEAD_ZONE_CENTS, estimate_cents, tuned
@@ -24,7 +24,7 @@ def _detuned(cents: float, seconds: float = 8.0, seed: int = 3):
     r = 2.0 ** (cents / 1200.0)
 
     def play(y):
-        return librosa.resample(y, orig_sr=SR * r, target_sr=SR, res_type="soxr_hq")
+        return resample(y, SR * r, SR)
 
     def scale(n: Notes) -> Notes:
         return Notes(n.onset / r, n.offset / r, n.pitch, n.velocity)

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from guitarsep.config import SETTINGS, ModelSpec, Profile
+from guitarsep.io import resample
 from guitarsep.parallel import run_tasks, single_threaded, worker_count
 from guitarsep.score.notes import Notes
 from guitarsep.score.perturb import PERTURBATION_KINDS, onset_error_ms, perturb_notes
@@ -87,11 +88,8 @@ def detuned(clip, cents: float) -> tuple[np.ndarray, np.ndarray, Notes, Notes]:
     """``(mix, target, target notes, accomp notes)`` of ``clip`` played ``cents`` sharp:
     resampled by ``r = 2 ** (cents / 1200)`` (pitch and tempo together), the notes' times
     divided by ``r``; the two waveforms have one length."""
-    import librosa
-
     r = 2.0 ** (cents / 1200.0)
-    mix, target = (librosa.resample(y, orig_sr=clip.sr * r, target_sr=clip.sr,
-                                    res_type="soxr_hq") for y in (clip.mix, clip.target))
+    mix, target = (resample(y, clip.sr * r, clip.sr) for y in (clip.mix, clip.target))
     n = min(len(mix), len(target))
     return (mix[:n], target[:n],
             *(Notes(x.onset / r, x.offset / r, x.pitch, x.velocity)
