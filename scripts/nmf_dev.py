@@ -17,7 +17,7 @@ Every variant of :data:`VARIANTS` changes the chosen ``NmfParams`` in one respec
 mask and the oracle. Writes ``data/results/default/nmf_dev.csv`` (per
 clip) and the table of docs/ablations.md between its markers.
 
-    python scripts/nmf_dev.py          # about 5 minutes on 2 cores
+    python scripts/nmf_dev.py          # about 12 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "spare_penalty_1": (dict(spare_penalty=1.0), "spare components' penalty 1"),
     "spare_penalty_3": (dict(spare_penalty=3.0), "spare components' penalty 3"),
     "spare_2": (dict(spare_components=2), "2 spare components instead of 4"),
+    "no_slack": (dict(slack_start=0.0), "no pitch slack (as shipped before 2026-12-06)"),
+    "slack_penalty_0.25": (dict(slack_penalty=0.25), "pitch slack's penalty 0.25 instead "
+                           "of 0.5"),
+    "slack_start_0.01": (dict(slack_start=0.01), "pitch slack starting at 0.01 of the mean "
+                         "instead of 0.001"),
 }
 MARK = ("<!-- nmf-dev:begin -->", "<!-- nmf-dev:end -->")
 
@@ -137,6 +142,10 @@ for _pct, _kind in ((10, MissingNotes), (25, MissingQuarter)):
     for _c in (0.25, 1):
         CONDITIONS[f"missing_{_pct}_spare_penalty_{_c}"] = (
             dict(spare_penalty=float(_c)), _kind, f"spare penalty {_c}, {_missing}")
+    CONDITIONS[f"missing_{_pct}_no_slack"] = (dict(slack_start=0.0), _kind,
+                                              f"no pitch slack, {_missing}")
+    CONDITIONS[f"missing_{_pct}_slack_penalty_0.25"] = (
+        dict(slack_penalty=0.25), _kind, f"pitch slack's penalty 0.25, {_missing}")
 
 
 def nmf(params: NmfParams, kind: type[ScoreNmf] = ScoreNmf) -> LoadedModel:
