@@ -58,7 +58,6 @@ through the same chunking, Wiener filter and iSTFT as the networks.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -151,10 +150,11 @@ def _attack_activity(notes: Notes, n_frames: int, *, sr: int, hop: int,
 
 
 def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
-                  mask: MaskParams, params: NmfParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  mask: MaskParams, params: NmfParams,
+                  slack: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Initial ``W (F, K)`` and ``H (K, T)`` of one part (its pitches, their note heads and
     its attack) and its pitch slack, bool ``(K, T)``: the pitch components' entries outside
-    the pitch's notes (none when ``params.slack_start`` is 0)."""
+    the pitch's notes (none unless ``slack`` and ``params.slack_start`` > 0)."""
     n_bins = n_fft // 2 + 1
     templates = _templates(sr, n_fft, params, mask.a4_hz)
     pitches, active = pitch_activity(notes, n_frames, sr=sr, hop=hop, params=mask)
@@ -171,11 +171,11 @@ def _part_factors(notes: Notes, n_frames: int, *, sr: int, n_fft: int, hop: int,
     attack = _attack_activity(notes, n_frames, sr=sr, hop=hop, params=params)
     W = np.concatenate([W, np.full((n_bins, 1), 1.0 / n_bins ** 0.5)], axis=1)
     H = np.concatenate([H, attack[None].astype(np.float64)], axis=0)
-    slack = np.zeros(H.shape, dtype=bool)
-    if params.slack_start > 0:
-        slack[:len(pitches)] = ~active.T
-        H[slack] = params.slack_start
-    return W, H, slack
+    outside = np.zeros(H.shape, dtype=bool)
+    if slack and params.slack_start > 0:
+        outside[:len(pitches)] = ~active.T
+        H[outside] = params.slack_start
+    return W, H, outside
 
 
 def _initial_envelopes(notes: Notes, pitches: np.ndarray, n_frames: int, *, sr: int,
@@ -260,10 +260,9 @@ def initial_factors(V: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_f
     # the pitch slack, like the spare components, needs both parts' notes: beside free
     # components the target's slack takes the other guitar's energy at the target's pitches
     # (scripts/nmf_dev.py, no_accompaniment: -0.15 dB per clip, medians down up to 1.4 dB)
-    W_t, H_t, slack_t = _part_factors(target, n_frames, **(kw if len(accomp) else dict(
-        kw, params=dataclasses.replace(params, slack_start=0.0))))
+    W_t, H_t, slack_t = _part_factors(target, n_frames, **kw, slack=len(accomp) > 0)
     if len(accomp):
-        W_a, H_a, slack_a = _part_factors(accomp, n_frames, **kw)
+        W_a, H_a, slack_a = _part_factors(accomp, n_frames, **kw, slack=True)
         n_free, n_spare = 0, params.spare_components
         W_s = _unconstrained_templates(V.shape[0], n_spare)
         W_a = np.concatenate([W_a, W_s], axis=1)
