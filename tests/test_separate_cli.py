@@ -265,6 +265,21 @@ def test_align_option(files, capsys):
                       "-o", files / "aligned.wav")
     assert rc == 0, err
     assert "alignment (" in err and "first onset moved -1.0" in err
+    assert "score fit: kept the aligned score" in err
+
+
+def test_align_keeps_a_score_that_was_in_time(files, capsys):
+    """DTW would move the notes of a score that is right: --align keeps it as given, so the
+    output is the very one without --align (guitarsep.separation.score_fit)."""
+    common = [files / "mix.wav", "--score", files / "a.txt", "--accomp", files / "b.txt",
+              "--model", files / "tiny.pt"]
+    rc, err = run_cli(capsys, *common, "--align", "-o", files / "in_time_aligned.wav")
+    assert rc == 0, err
+    assert "score fit: kept the score as given" in err, err
+    rc, err = run_cli(capsys, *common, "-o", files / "in_time.wav")
+    assert rc == 0, err
+    a, b = (sf.read(files / name)[0] for name in ("in_time_aligned.wav", "in_time.wav"))
+    assert np.array_equal(a, b)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,7 +40,10 @@ Decisions:
   ``score_nmf``, the default: the score-informed NMF (:mod:`guitarsep.separation.score_nmf`,
   no file). The score masks use the mask parameters stored with the model.
 * **Alignment** (``align=True``): :func:`guitarsep.score.align.align_notes` warps target and
-  accompaniment notes together onto the recording; its report goes to stderr.
+  accompaniment notes together onto the recording; its report goes to stderr. The warped
+  score is then used only if it explains the recording better than the score as given
+  (:mod:`guitarsep.separation.score_fit`): DTW also moves the notes of a score that was
+  right, which costs the separation (stderr says which score was kept).
 * **Errors.** Every problem with the user's input raises :class:`SeparationError` with ONE
   line naming the file and the problem: unreadable/empty audio, NaN/inf samples, a score with no
   notes or an unknown part (the parts found are listed), a score entirely after the end of the
@@ -64,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guitarsep.config import MaskParams
 from guitarsep.io import (AudioInfo, one_line, output_format, remove_stale_temporaries,
                           scan_audio)
 from guitarsep.models.checkpoint import LoadedModel
@@ -343,24 +347,33 @@ def _align_bound(target, accomp, duration: float, score_path: Path, mix_path: Pa
 
 
 def _align(target, accomp, mix: np.ndarray, sr: int, mix_path: Path, msgs: _Messages, *,
-           score_path: Path | None = None, strict: bool = False):
-    """``(target, accomp, report)`` with both parts warped onto the recording. A doubtful
-    alignment is a warning, or with ``strict`` an error."""
-    from guitarsep.score.align import align_notes, format_report
+           score_path: Path | None = None, strict: bool = False,
+           mask_params: MaskParams | None = None):
+    """``(target, accomp, report)`` with both parts warped onto the recording, unless the
+    score as given explains the recording better (:mod:`guitarsep.separation.score_fit`;
+    ``report["kept_given"]`` then True). A doubtful alignment is a warning, or with
+    ``strict`` an error."""
+    from guitarsep.score.align import format_report
+    from guitarsep.separation.score_fit import align_checked
 
     target, accomp = _align_bound(target, accomp, len(mix) / sr, score_path or mix_path,
                                   mix_path, msgs)
     t0 = time.perf_counter()
     try:
-        (target, accomp), report = align_notes([target, accomp], mix, sr)
+        (target, accomp), report, choice = align_checked(target, accomp, mix, sr,
+                                                         mask=mask_params or MaskParams())
     except ValueError as e:
         raise SeparationError(f"{mix_path}: alignment failed ({one_line(e)})") from None
-    doubts = report["warnings"]
+    report = {**report, "kept_given": not choice.aligned,
+              "divergence_given": choice.divergence_given,
+              "divergence_aligned": choice.divergence_aligned}
+    doubts = report["warnings"]      # about score and recording, whichever score is kept
     if doubts and strict:
         raise SeparationError(f"{mix_path}: doubtful alignment of {score_path or 'the score'}"
                               f" ({'; '.join(doubts)}); --strict makes this an error")
     msgs.say(f"note: {format_report({**report, 'warnings': []})} "
              f"[{time.perf_counter() - t0:.1f} s]")
+    msgs.say(f"note: {choice.describe()}")
     for w in doubts:
         msgs.warn(f"doubtful alignment: {w}")
     return target, accomp, report
@@ -519,7 +532,8 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
     report = None
     if align:        # the alignment needs the whole (mono) recording in memory
         target, accomp, report = _align(target, accomp, read_audio(mix_path)[0], sr,
-                                        mix_path, msgs, score_path=score_path, strict=strict)
+                                        mix_path, msgs, score_path=score_path, strict=strict,
+                                        mask_params=mask_params)
         _check_span(target, duration, score_path, mix_path, msgs, hint="")
     msgs.flush()                  # after the alignment: with --strict, it is a check too
     from guitarsep.app.separator import Separator

@@ -129,10 +129,12 @@ class Separator:
         x, is_torch = _as_samples(audio)
         target, acc, _ = self.notes(score, part, accomp, accomp_part)
         if align:
-            from guitarsep.score.align import align_notes
+            from guitarsep.separation.score_fit import align_checked
 
             with _user_alignment_errors():
-                (target, acc), _ = align_notes([target, acc], x.mean(axis=1), int(sr))
+                (target, acc), _, _ = align_checked(
+                    target, acc if acc is not None else Notes.empty(), x.mean(axis=1),
+                    int(sr), mask=mask_params or self.model.mask)
         pieces = list(self.stream(ArraySource(x, sr), target, acc, peak=float(np.abs(x).max()),
                                   level_db=gated_level_db(x.mean(axis=1), int(sr)), mono=mono, progress=progress, mask_params=mask_params))
         out = [np.concatenate([p[k] for p in pieces]) for k in (0, 1)]

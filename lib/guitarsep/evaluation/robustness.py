@@ -4,8 +4,9 @@ A user's score is rarely the performance: notes are early or late, the whole sco
 from the recording, notes are missing, extra, in the wrong octave, or end too early. This
 module corrupts the true score of test clips in these ways, separates with the trained
 score-informed models and the shipped score NMF (``RobustnessConfig.models``), with and
-without DTW alignment (``guitarsep.score.align``, what ``guitarsep separate --align`` does),
-and tabulates SI-SDR against the true target.
+without DTW alignment (what ``guitarsep separate --align`` does: ``guitarsep.score.align``,
+then the given score kept where it explains the recording better,
+``guitarsep.separation.score_fit``), and tabulates SI-SDR against the true target.
 
     >>> df = run_robustness(profile, corpus)          # one row per clip x condition x model
     >>> fig = plot_robustness(df)                      # guitarsep.evaluation.figures.plot_robustness
@@ -165,7 +166,7 @@ def _robustness_of_clip(profile: Profile, clip, runs: dict, conditions: list,
     """Every condition x align x model of :func:`run_robustness` on one clip:
     ``(rows, align seconds, separation seconds)``, with one torch / BLAS thread."""
     from guitarsep.evaluation.metrics import si_sdr
-    from guitarsep.score.align import align_notes
+    from guitarsep.separation.score_fit import align_checked
     from guitarsep.separation.separate import separate_clip
 
     cfg = profile.robustness
@@ -175,9 +176,10 @@ def _robustness_of_clip(profile: Profile, clip, runs: dict, conditions: list,
             mix, true_target, target, accomp = _condition(clip, kind, level, cfg.seed)
             for aligned in cfg.align:
                 t_n, a_n = target, accomp
-                if aligned:
+                if aligned:                      # what `guitarsep separate --align` does
                     t0 = time.perf_counter()
-                    (t_n, a_n), _report = align_notes([target, accomp], mix, clip.sr)
+                    (t_n, a_n), _report, _choice = align_checked(target, accomp, mix, clip.sr,
+                                                                 mask=profile.mask)
                     t_align += time.perf_counter() - t0
                 true_notes = target if kind in RECORDING_KINDS else clip.target_notes
                 err = onset_error_ms(t_n, true_notes) if len(t_n) else float("nan")
