@@ -15,6 +15,7 @@ real time on 2 CPU cores, peak <= 1.5 GB for any length (issue: 60 min stereo 48
 
     python scripts/bench_separate.py                       # 10 min, 48 kHz stereo
     python scripts/bench_separate.py --minutes 2 --align   # also time --align
+    python scripts/bench_separate.py --model score_nmf --no-accomp   # the target's part alone
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 
-def make_inputs(d: Path, minutes: float, sr: int, seed: int = 7, piece_s: float = 30.0):
+def make_inputs(d: Path, minutes: float, sr: int, seed: int = 7, piece_s: float = 30.0,
+                accomp: bool = True):
     import pretty_midi
     import soundfile as sf
 
@@ -63,8 +65,9 @@ def make_inputs(d: Path, minutes: float, sr: int, seed: int = 7, piece_s: float 
         return out.window(0.0, n_total / sr)
 
     pm = pretty_midi.PrettyMIDI()
-    pm.instruments += [notes_to_pretty_midi(tiled(a), 25, name="Lead"),
-                       notes_to_pretty_midi(tiled(b), 27, name="Rhythm")]
+    pm.instruments += [notes_to_pretty_midi(tiled(a), 25, name="Lead")]
+    if accomp:          # else the score holds the target alone: no accompaniment score
+        pm.instruments += [notes_to_pretty_midi(tiled(b), 27, name="Rhythm")]
     pm.write(str(d / "score.mid"))
     return n_total / sr
 
@@ -106,7 +109,7 @@ def run(args) -> dict:
     d = Path(args.dir or tempfile.mkdtemp(prefix="bench_separate_"))
     d.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    seconds = make_inputs(d, args.minutes, args.sr)
+    seconds = make_inputs(d, args.minutes, args.sr, accomp=not args.no_accomp)
     model = Path(args.model) if args.model else make_model(d, args.hidden_size)
     print(f"inputs: {seconds:.0f} s at {args.sr} Hz stereo in {time.perf_counter() - t0:.0f} s"
           f" ({(d / 'mix.wav').stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
@@ -136,7 +139,7 @@ def run(args) -> dict:
                peak_rss_sampled_bytes=sampled.get("sampled_peak_bytes"),
                out_sr=info.samplerate, out_frames=info.frames, out_channels=info.channels,
                in_frames=int(round(seconds * args.sr)), chunk_s=args.chunk_s,
-               align=args.align, cpu_count=os.cpu_count(),
+               align=args.align, accomp=not args.no_accomp, cpu_count=os.cpu_count(),
                torch_threads=args.threads or "CLI default (1)",
                model=str(model), log=[ln for ln in err.splitlines() if "\r" not in ln][-8:])
     if not args.keep and not args.dir:
@@ -156,6 +159,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="--threads for the CLI (default: its default, 1)")
     ap.add_argument("--align", action="store_true", help="also run --align")
+    ap.add_argument("--no-accomp", action="store_true",
+                    help="the score holds the target's part alone (no accompaniment score)")
     ap.add_argument("--dir", default=None, help="work folder (kept)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args()

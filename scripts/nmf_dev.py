@@ -120,7 +120,13 @@ class MissingQuarter(MissingNotes):
 #: the NMF under other conditions: name -> (changes to NmfParams(), kind, what it tests)
 CONDITIONS: dict[str, tuple[dict, type[ScoreNmf], str]] = {
     "no_accompaniment": ({}, WithoutAccompaniment, "chosen, without the accompaniment's notes "
-                         "(free components for the other guitar)"),
+                         "(a part of unknown notes for the other guitar)"),
+    "no_accompaniment_free": (dict(unknown_pitches=(0, -1), free_components=8),
+                              WithoutAccompaniment, "8 free components for the other guitar "
+                              "instead (as shipped before 2026-12-06), without its notes"),
+    "no_accompaniment_unknown_penalty_0.25": (dict(unknown_penalty=0.25), WithoutAccompaniment,
+                                              "the unknown part's activations pay 0.25 per "
+                                              "unit of energy, without its notes"),
     "halved_offsets": ({}, HalvedOffsets, "chosen, every note of the score ending halfway"),
     "halved_offsets_release_0.05": (dict(release_s=0.05), HalvedOffsets,
                                     "release 0.05 s, every note ending halfway"),

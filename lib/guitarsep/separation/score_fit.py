@@ -81,9 +81,10 @@ def _around(notes: Notes, t0: float, t1: float, margin_s: float) -> Notes:
 
 
 def _score_only_params() -> NmfParams:
-    """The score NMF's parameters without the components that explain what no note does."""
+    """The score NMF's parameters without the components that explain what no note does
+    (spare, slack, free, and the unknown part that stands in for a missing accompaniment)."""
     return dataclasses.replace(NmfParams(), spare_components=0, slack_start=0.0,
-                               free_components=0)
+                               free_components=0, unknown_pitches=(0, -1))
 
 
 def score_divergence(mix: np.ndarray, sr: int, target: Notes, accomp: Notes, *,
