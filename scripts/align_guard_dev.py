@@ -6,8 +6,8 @@ notes of a score that was right: on the robustness study's clean scores it cost 
 explains the recording better than the aligned one. This script scores that guard beside
 "never align" and "always align": 10 clips of each of the score NMF's three dev sets
 (``corpus.out_of_family.nmf_dev_sets``, as ``scripts/nmf_dev.py``), 13 score conditions of the
-robustness study's kinds (the same perturbations, ``score.perturb``), each separated by the
-score NMF. Writes ``data/results/default/align_guard_dev.csv`` (per clip) and the table of
+robustness study's kinds (its own perturbations and draws, ``evaluation.robustness``), each
+separated by the score NMF. Writes ``data/results/default/align_guard_dev.csv`` (per clip) and the table of
 docs/ablations.md between its markers.
 
     python scripts/align_guard_dev.py          # about 5 minutes on 2 cores
@@ -21,11 +21,10 @@ from tqdm import tqdm
 from guitarsep.config import SETTINGS, MaskParams, load_profile
 from guitarsep.corpus.out_of_family import nmf_dev_sets
 from guitarsep.evaluation.metrics import si_sdr
-from guitarsep.evaluation.robustness import _rng
+from guitarsep.evaluation.robustness import _condition
 from guitarsep.io import run_doc_table
 from guitarsep.models.checkpoint import SCORE_NMF, load_model
 from guitarsep.score.align import align_notes
-from guitarsep.score.perturb import perturb_notes
 from guitarsep.separation.score_fit import prefer_aligned
 from guitarsep.separation.separate import separate_clip
 
@@ -40,14 +39,10 @@ MARK = ("<!-- align-guard:begin -->", "<!-- align-guard:end -->")
 
 
 def _rows(dev_set: str, clip, model, setting) -> list[dict]:
-    dur = len(clip.mix) / clip.sr
     rows = []
     for kind, level in CONDITIONS:
-        given = (clip.target_notes, clip.accomp_notes)
-        if kind != "none":
-            given = tuple(perturb_notes(n, kind, level, _rng(SEED, clip.clip_id, kind, level, p),
-                                        duration=dur)
-                          for p, n in zip(("target", "accomp"), given))
+        _mix, _target, *given = _condition(clip, kind, level, SEED)   # the study's draws
+        given = tuple(given)
         aligned, _report = align_notes(list(given), clip.mix, clip.sr)
         choice = prefer_aligned(clip.mix, clip.sr, given, tuple(aligned))
         sdr = {name: float(si_sdr(separate_clip(model, clip.mix, *notes, setting, sr=clip.sr,
