@@ -355,15 +355,19 @@ def _default(root: Path) -> Profile:
         # 2026-12-07, again for the 45 minutes (46:01 on an Intel Xeon, training 35.1 min; up
         # to 50:07 on other machines): the modern SI-UMX soft/binary 1.5 x -> 1.25 x 2,700
         # steps (their runs are the two longest, 0.35 s a step there; 675 steps fewer each
-        # save about 4 minutes of the two processes' wall time).
+        # save about 4 minutes of the two processes' wall time). That run took 46:07 on an
+        # AMD EPYC whose one-thread steps were 12 % slower than the 44:26 machine's, so also:
+        # the modern U-Nets 250 -> 155 steps (5 epochs of 31; their validation SI-SDR was
+        # 3.20 / 2.24 dB at step 100 and 3.12 / 2.50 dB at 250, soft / binary, 1.6 s a step)
+        # and blind Open-Unmix 10 -> 6 epochs (its validation loss lowest at epoch 6 of 10).
         train=TrainConfig(epochs=15, steps_per_epoch=180, patience=6, lr_schedule="cosine"),
         eval=EvalConfig(museval_clips_per_cell=5),
         models=figure_models(
             {"modern-si_umx_soft": 1.25, "modern-si_umx_binary": 1.25, "modern-umx_blind": 0.6,
-             "modern-si_unet_soft": 0.28, "modern-si_unet_binary": 0.28,
+             "modern-si_unet_soft": 0.17, "modern-si_unet_binary": 0.17,
              "low_res-si_umx_soft": 1.5, "low_res-si_unet_soft": 0.35, "low_res-si_cnn": 1.5},
             epochs={"modern-si_unet_soft": 5, "modern-si_unet_binary": 5,
-                    "modern-umx_blind": 10,
+                    "modern-umx_blind": 6,
                     "low_res-si_umx_soft": 5, "low_res-si_unet_soft": 5,
                     "low_res-si_cnn": 5}),
     )
