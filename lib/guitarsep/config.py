@@ -352,7 +352,7 @@ def _default(root: Path) -> Profile:
         # of it): the modern U-Nets 380 -> 250 steps (their validation SI-SDR rose 0.0-0.3 dB
         # over the last 150 steps), the low_res U-Net 450 -> 315, blind Open-Unmix 10 epochs
         # of 108 steps (it had stopped early at 1,620 steps, its validation loss lowest at 540).
-        # 2026-12-07, again for the 45 minutes (46:01 on an Intel Xeon, training 35.1 min; up
+        # 2026-12-06 late, again for the 45 minutes (46:01 on an Intel Xeon, training 35.1 min; up
         # to 50:07 on other machines): the modern SI-UMX soft/binary 1.5 x -> 1.25 x 2,700
         # steps (their runs are the two longest, 0.35 s a step there; 675 steps fewer each
         # save about 4 minutes of the two processes' wall time). That run took 46:07 on an
