@@ -410,3 +410,14 @@ def test_import_is_torch_free():
             "heavy = {'torch', 'pretty_midi', 'music21', 'guitarpro'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_notes_around_keeps_true_times_of_notes_sounding_into_the_block():
+    """``Notes.around`` hands a block of the recording its notes: those within the margin,
+    unclipped, relative to the block's start (a note held into it keeps its onset < 0)."""
+    n = Notes.from_arrays([0.5, 3.0, 9.0, 20.0], [6.0, 4.0, 12.0, 21.0], [60, 64, 67, 72])
+    got = n.around(5.0, 10.0, margin_s=2.0)
+    np.testing.assert_allclose(got.onset, [-4.5, -2.0, 4.0])
+    np.testing.assert_allclose(got.offset, [1.0, -1.0, 7.0])
+    assert list(got.pitch) == [60, 64, 67]
+    assert len(n.around(5.0, 10.0, margin_s=0.0)) == 2

@@ -129,6 +129,15 @@ class Notes:
         # clipping can bring several onsets to 0: restore the (onset, pitch) order
         return clipped._sorted()
 
+    def around(self, t0: float, t1: float, margin_s: float) -> "Notes":
+        """Notes overlapping ``[t0 - margin_s, t1 + margin_s)``, not clipped, with times
+        shifted so ``t0`` -> 0 (onsets may be < 0: a note sounding into the block keeps its
+        true onset, not a false one at the cut). Used by the separation to hand a block of
+        the recording its notes (``separation.separate``, ``separation.score_fit``)."""
+        keep = (self.onset < t1 + margin_s) & (self.offset > t0 - margin_s)
+        return Notes(self.onset[keep] - t0, self.offset[keep] - t0, self.pitch[keep],
+                     self.velocity[keep])
+
     def shift(self, dt: float) -> "Notes":
         """All times moved by ``dt`` seconds. Raises ``ValueError`` if a time would be < 0."""
         if len(self) and self.onset[0] + dt < 0:

@@ -72,14 +72,6 @@ class AlignmentChoice:
                 f"aligned {self.divergence_aligned:.3f}")
 
 
-def _around(notes: Notes, t0: float, t1: float, margin_s: float) -> Notes:
-    """The notes overlapping ``[t0 - margin_s, t1 + margin_s)``, times relative to ``t0``
-    (onsets may be < 0: a note sounding into the block keeps its true onset)."""
-    keep = (notes.onset < t1 + margin_s) & (notes.offset > t0 - margin_s)
-    return Notes(notes.onset[keep] - t0, notes.offset[keep] - t0, notes.pitch[keep],
-                 notes.velocity[keep])
-
-
 def _score_only_params() -> NmfParams:
     """The score NMF's parameters without the components that explain what no note does
     (spare, slack, free, and the unknown part that stands in for a missing accompaniment)."""
@@ -118,8 +110,8 @@ def score_divergence(mix: np.ndarray, sr: int, target: Notes, accomp: Notes, *,
         skip = (f0 * hop - lo) // hop
         V = np.ascontiguousarray(X[skip:skip + f1 - f0].abs().numpy().T)    # (F, T)
         t0, t1 = f0 * hop / setting.sr, f1 * hop / setting.sr
-        f = initial_factors(V, _around(target, t0, t1, cfg.margin_s),
-                            _around(accomp, t0, t1, cfg.margin_s), sr=setting.sr,
+        f = initial_factors(V, target.around(t0, t1, cfg.margin_s),
+                            accomp.around(t0, t1, cfg.margin_s), sr=setting.sr,
                             n_fft=setting.n_fft, hop=hop, mask=mask, params=params)
         fit_factors(V, f, cfg.iterations)
         WH = f.W @ f.H + _EPS

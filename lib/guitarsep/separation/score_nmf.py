@@ -244,7 +244,9 @@ class Factors:
     ``n_free`` are unconstrained (when its notes are not given), then ``n_spare``
     unconstrained components that belong to neither part (half of their model to each).
     ``slack``: bool ``(K, T)``, the entries of ``H`` outside the score's notes that may
-    sound at a price (:class:`NmfParams` ``slack_*``), or None."""
+    sound at a price (:class:`NmfParams` ``slack_*``), or None. ``spare_penalty`` /
+    ``slack_penalty``: what a unit of energy modelled by the spare components / the slack
+    entries costs on top of the divergence (:func:`fit_factors`)."""
 
     W: np.ndarray
     H: np.ndarray
@@ -252,6 +254,8 @@ class Factors:
     n_free: int = 0
     n_spare: int = 0
     slack: np.ndarray | None = None
+    spare_penalty: float = 0.0
+    slack_penalty: float = 0.0
 
     @property
     def n_unconstrained(self) -> int:
@@ -273,7 +277,9 @@ def initial_factors(V: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_f
                     hop: int, mask: MaskParams, params: NmfParams) -> Factors:
     """The score's factors for a magnitude ``V (F, T)``, scaled to its mean; an empty
     ``accomp`` gets ``free_components`` unconstrained components instead, a given one
-    ``spare_components`` spare ones after it (and the two parts' pitch slack)."""
+    ``spare_components`` spare ones after it (and the two parts' pitch slack). The penalties
+    come with them: ``slack_penalty`` for the pitch slack, ``unknown_penalty`` for the part
+    of unknown notes (the only slack without the accompaniment's notes)."""
     n_frames = V.shape[1]
     kw = dict(sr=sr, n_fft=n_fft, hop=hop, mask=mask, params=params)
     # the pitch slack, like the spare components, needs both parts' notes: beside free
@@ -296,7 +302,9 @@ def initial_factors(V: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_f
                                                        dtype=bool)], axis=0)
     W = np.concatenate([W_t, W_a], axis=1).astype(np.float32)
     H = (np.concatenate([H_t, H_a], axis=0) * (V.mean() + _EPS)).astype(np.float32)
-    return Factors(W, H, W_t.shape[1], n_free, n_spare, slack if slack.any() else None)
+    return Factors(W, H, W_t.shape[1], n_free, n_spare, slack if slack.any() else None,
+                   spare_penalty=params.spare_penalty,
+                   slack_penalty=params.slack_penalty if len(accomp) else params.unknown_penalty)
 
 
 def _unknown_part(n_frames: int, *, sr: int, n_fft: int, mask: MaskParams,
@@ -317,27 +325,26 @@ def _unconstrained_templates(n_bins: int, k: int) -> np.ndarray:
 
 
 def fit_factors(V: np.ndarray, f: Factors, iterations: int, *, h_step: float = 1.0,
-                spare_penalty: float = 0.0, slack_penalty: float = 0.0, update_w: bool = True,
-                update_h: bool = True) -> Factors:
+                update_w: bool = True, update_h: bool = True) -> Factors:
     """``iterations`` KL multiplicative updates of ``f`` (in place) towards ``V (F, T)``
     float32; ``update_w`` / ``update_h`` False hold that factor (scripts/nmf_diagnose.py).
 
     ``h_step`` in (0, 1] damps the score's activations' update to ``H *= factor ** h_step``
     (the free and spare ones, and the slack entries, take full steps): a step part of the
     way, in log ``H``, to the minimum of the update's convex auxiliary function, so the
-    divergence still never rises, and ``H`` stays nearer its start. ``spare_penalty`` ``c``
+    divergence still never rises, and ``H`` stays nearer its start. ``f.spare_penalty`` ``c``
     adds ``c`` times the spare components' modelled energy to the divergence (``c`` on their
-    update's denominators); ``slack_penalty`` does the same for the energy modelled by
+    update's denominators); ``f.slack_penalty`` does the same for the energy modelled by
     ``f.slack``'s entries."""
     W, H = f.W, f.H
     K = H.shape[0]
     step = np.full((K, 1), h_step, dtype=np.float32)
     step[K - f.n_unconstrained:] = 1.0
     cost = np.ones((K, 1), dtype=np.float32)        # the penalty: spare energy costs 1 + c
-    cost[K - f.n_spare:] += spare_penalty
+    cost[K - f.n_spare:] += f.spare_penalty
     if f.slack is not None:                          # ... per entry where there is slack
         step = np.where(f.slack, np.float32(1.0), step)
-        cost = cost + np.float32(slack_penalty) * f.slack
+        cost = cost + np.float32(f.slack_penalty) * f.slack
     WH, R = np.empty_like(V), np.empty_like(V)     # reused: fresh (F, T) arrays every
     for _ in range(iterations):                      # update cost more in page faults
         if update_h:
@@ -375,10 +382,7 @@ def score_nmf_mask(mag: np.ndarray, target: Notes, accomp: Notes, *, sr: int, n_
     # faster than float64 on 2 cores, same medians on the validation clips
     f = initial_factors(V, target, accomp, sr=sr, n_fft=n_fft, hop=hop, mask=mask,
                         params=params)
-    # without the accompaniment's notes the only slack is the unknown part's (initial_factors)
-    fit_factors(V, f, params.iterations, h_step=params.h_step,
-                spare_penalty=params.spare_penalty,
-                slack_penalty=params.slack_penalty if len(accomp) else params.unknown_penalty)
+    fit_factors(V, f, params.iterations, h_step=params.h_step)
     return target_share(*f.part_models(), params.mask_power).T.astype(np.float32)
 
 

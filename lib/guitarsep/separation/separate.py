@@ -284,13 +284,10 @@ def estimate_magnitude(model: torch.nn.Module, X: torch.Tensor,
     return out.float() / gain
 
 
-def _segment_notes(notes, seg: Segment, margin_s: float = 2.0):
-    """The notes around ``seg`` with times relative to its first sample (onsets may be < 0:
-    a note sounding into the segment keeps its true onset, not a false one at the cut)."""
-    t0 = seg.start / seg.sr
-    w = notes.window(max(0.0, t0 - margin_s), (seg.stop / seg.sr) + margin_s)
-    shift = max(0.0, t0 - margin_s) - t0
-    return Notes(w.onset + shift, w.offset + shift, w.pitch, w.velocity)
+def _segment_notes(notes: Notes, seg: Segment, margin_s: float = 2.0) -> Notes:
+    """The notes sounding within ``margin_s`` of ``seg``, times relative to its first sample,
+    unclipped (:meth:`Notes.around`)."""
+    return notes.around(seg.start / seg.sr, seg.stop / seg.sr, margin_s)
 
 
 def segment_magnitude(model: torch.nn.Module, X: torch.Tensor, target_notes, accomp_notes,
