@@ -15,6 +15,7 @@ from guitarsep.app import separate_file as us
 from guitarsep.io import load_audio
 from guitarsep.models import checkpoint
 from guitarsep.models.checkpoint import export_model
+from guitarsep.evaluation.metrics import si_sdr
 from guitarsep.separation import separate_clip
 from guitarsep.score import Notes, list_parts, load_notes, notes_to_pretty_midi, save_notes
 
@@ -280,6 +281,26 @@ def test_align_keeps_a_score_that_was_in_time(files, capsys):
     assert rc == 0, err
     a, b = (sf.read(files / name)[0] for name in ("in_time_aligned.wav", "in_time.wav"))
     assert np.array_equal(a, b)
+
+
+def test_refine_onsets_option_moves_loose_notes_back(files, capsys):
+    """--refine-onsets (guitarsep.score.onsets): a score whose notes are 80 ms late, one by
+    one, separates as well as the right one once refined, and better than as given."""
+    a, b = part_a(), part_b()
+    late = [Notes(n.onset + 0.08, n.offset + 0.08, n.pitch, n.velocity) for n in (a, b)]
+    save_notes(files / "loose_a.txt", late[0])
+    save_notes(files / "loose_b.txt", late[1])
+    ref = synth(a)
+    sdr = {}
+    for name, score, extra in (("right", ("a.txt", "b.txt"), []),
+                               ("loose", ("loose_a.txt", "loose_b.txt"), []),
+                               ("refined", ("loose_a.txt", "loose_b.txt"), ["--refine-onsets"])):
+        rc, err = run_cli(capsys, files / "mix.wav", "--score", files / score[0], "--accomp",
+                          files / score[1], "--mono", *extra, "-o", files / f"{name}.wav")
+        assert rc == 0, err
+        sdr[name] = float(si_sdr(sf.read(files / f"{name}.wav", dtype="float32")[0], ref))
+    assert "onsets refined:" in err and "notes moved" in err
+    assert sdr["refined"] > sdr["loose"] and sdr["refined"] > sdr["right"] - 0.3, sdr
 
 
 # --------------------------------------------------------------------------------------------

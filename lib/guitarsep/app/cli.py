@@ -3,7 +3,8 @@
     guitarsep build-corpus | train | evaluate | figures | demo-page  [--profile P] [--root R]
     guitarsep train --model NAME --setting S [--steps-scale X] ...   (one model; torchrun: DDP)
     guitarsep separate MIX [MIX ...] --score FILE|--score-dir DIR [--part P] [--accomp FILE]
-                       [--model M] [--align [--strict]] [--other FILE] [--mono] -o OUT
+                       [--model M] [--align [--strict]] [--refine-onsets] [--other FILE]
+                       [--mono] -o OUT
     guitarsep export CHECKPOINT OUT.pt [--float16] [--provenance JSON]
 
 Each subcommand is a thin caller of the functions the notebooks use, so the notebook path and
@@ -200,6 +201,9 @@ def _add_separate_arguments(p: argparse.ArgumentParser) -> None:
                         "path to a model / training checkpoint (best.pt) / run folder")
     p.add_argument("--align", action="store_true",
                    help="align the score to the recording first (DTW on chroma + onsets)")
+    p.add_argument("--refine-onsets", action="store_true",
+                   help="move each note to its pitch's nearest onset in the recording (within "
+                        "0.25 s; after --align): for a hand-made score whose timing is loose")
     p.add_argument("--strict", action="store_true",
                    help="with --align: a doubtful alignment is an error (no output), not a "
                         "warning")
@@ -344,6 +348,7 @@ def _run_jobs(args, jobs, model, options: dict, console: _Console, done: list) -
                 raise SeparationError(job.error)
             separate_file(job.mix, job.score, job.out, part=args.part, accomp_path=job.accomp,
                           accomp_part=args.accomp_part, model=model, align=args.align,
+                          refine_onsets=args.refine_onsets,
                           progress=False if args.quiet else None, log=console.log,
                           other_path=job.other, mono=args.mono, strict=args.strict, **options)
             done.append(job)

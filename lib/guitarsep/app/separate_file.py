@@ -3,7 +3,7 @@
 The user-facing path behind ``guitarsep separate`` (:mod:`guitarsep.app.cli`)::
 
     guitarsep separate MIX --score FILE [--part NAME|INDEX] [--accomp FILE [--accomp-part P]]
-                       [--model NAME|PATH] [--align] [--other FILE] [--mono] -o OUT.wav
+                       [--model NAME|PATH] [--align] [--refine-onsets] [--other FILE] [--mono] -o OUT.wav
 
 and the same as a function, :func:`separate_file`, built on the Python API
 (:class:`guitarsep.app.separator.Separator`) and the streaming engine
@@ -44,6 +44,9 @@ Decisions:
   score is then used only if it explains the recording better than the score as given
   (:mod:`guitarsep.separation.score_fit`): DTW also moves the notes of a score that was
   right, which costs the separation (stderr says which score was kept).
+* **Onset refinement** (``refine_onsets=True``, after the alignment if both are asked for):
+  each note moves to its pitch's nearest rise in the recording, within 0.25 s
+  (:mod:`guitarsep.score.onsets`); for hand-made scores whose timing is loose note by note.
 * **Errors.** Every problem with the user's input raises :class:`SeparationError` with ONE
   line naming the file and the problem: unreadable/empty audio, NaN/inf samples, a score with no
   notes or an unknown part (the parts found are listed), a score entirely after the end of the
@@ -346,6 +349,25 @@ def _align_bound(target, accomp, duration: float, score_path: Path, mix_path: Pa
     return target, accomp
 
 
+def _refine(target, accomp, mix: np.ndarray, sr: int, msgs: _Messages, *,
+            mask_params: MaskParams):
+    """``(target, accomp)`` with every note's onset refined (:mod:`guitarsep.score.onsets`),
+    at the recording's tuning; says how many notes moved."""
+    from guitarsep.score.notes import Notes
+    from guitarsep.score.onsets import refine_parts
+    from guitarsep.score.tuning import tuned
+
+    t0 = time.perf_counter()
+    other = accomp if accomp is not None else Notes.empty()
+    a4_hz = tuned(mask_params, mix, sr, target, other).a4_hz
+    new_target, new_other = refine_parts([target, other], mix, sr, a4_hz=a4_hz)
+    moved = sum(int(np.sum(np.abs(np.sort(a.onset) - np.sort(b.onset)) > 1e-9))
+                for a, b in ((target, new_target), (other, new_other)))
+    msgs.say(f"note: onsets refined: {moved} of {len(target) + len(other)} notes moved "
+             f"[{time.perf_counter() - t0:.1f} s]")
+    return new_target, (new_other if accomp is not None else None)
+
+
 def _align(target, accomp, mix: np.ndarray, sr: int, mix_path: Path, msgs: _Messages, *,
            score_path: Path | None = None, strict: bool = False,
            mask_params: MaskParams | None = None):
@@ -469,7 +491,8 @@ def _separate_to_files(sep, mix_path: Path, scan, target, accomp, out_path: Path
 def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
                   out_path: str | os.PathLike, *, part=None, accomp_path=None,
                   accomp_part=None, model: str | os.PathLike | LoadedModel | None = None,
-                  align: bool = False, device: str = "cpu", chunk_s: float | None = 30.0,
+                  align: bool = False, refine_onsets: bool = False, device: str = "cpu",
+                  chunk_s: float | None = 30.0,
                   progress: bool | None = None, log: Callable[[str], None] | None = _stderr,
                   mask_params=None, threads: int | None = 1,
                   other_path: str | os.PathLike | None = None, mono: bool = False,
@@ -489,6 +512,8 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
         model: a name, a path or a :class:`~guitarsep.models.checkpoint.LoadedModel`
             (default ``score_nmf``).
         align: DTW-align the score to the recording first (:mod:`guitarsep.score.align`).
+        refine_onsets: move each note to its pitch's nearest onset in the recording (after
+            ``align``; :mod:`guitarsep.score.onsets`).
         chunk_s: chunk length of the chunked inference (None: one pass).
         progress: tqdm bar over chunks (None: when there are several chunks).
         log: where notes and warnings go (default stderr; None: silent).
@@ -536,6 +561,9 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
                                         mix_path, msgs, score_path=score_path, strict=strict,
                                         mask_params=mask_params)
         _check_span(target, duration, score_path, mix_path, msgs, hint="")
+    if refine_onsets:             # like the alignment, it reads the whole (mono) recording
+        target, accomp = _refine(target, accomp, read_audio(mix_path)[0], sr, msgs,
+                                 mask_params=mask_params or lm.mask)
     msgs.flush()                  # after the alignment: with --strict, it is a check too
     from guitarsep.app.separator import Separator
 
