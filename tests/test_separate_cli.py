@@ -301,6 +301,12 @@ def test_refine_onsets_option_moves_loose_notes_back(files, capsys):
         sdr[name] = float(si_sdr(sf.read(files / f"{name}.wav", dtype="float32")[0], ref))
     assert "onsets refined:" in err and "notes moved" in err
     assert sdr["refined"] > sdr["loose"] and sdr["refined"] > sdr["right"] - 0.3, sdr
+    # the API does the same (Separator.separate(refine_onsets=True))
+    from guitarsep.app.separator import Separator
+    mix = sf.read(files / "mix.wav", dtype="float32")[0].mean(axis=1)
+    api, _ = Separator("score_nmf").separate(mix, SR, *late, refine_onsets=True)
+    np.testing.assert_allclose(api, sf.read(files / "refined.wav", dtype="float32")[0],
+                               atol=1e-4)          # (Wiener scale: the file's stereo peak)
 
 
 # --------------------------------------------------------------------------------------------

@@ -351,21 +351,16 @@ def _align_bound(target, accomp, duration: float, score_path: Path, mix_path: Pa
 
 def _refine(target, accomp, mix: np.ndarray, sr: int, msgs: _Messages, *,
             mask_params: MaskParams):
-    """``(target, accomp)`` with every note's onset refined (:mod:`guitarsep.score.onsets`),
-    at the recording's tuning; says how many notes moved."""
-    from guitarsep.score.notes import Notes
-    from guitarsep.score.onsets import refine_parts
-    from guitarsep.score.tuning import tuned
+    """``(target, accomp)`` with every note's onset refined (:mod:`guitarsep.score.onsets`);
+    says how many notes moved."""
+    from guitarsep.score.onsets import refine_score
 
     t0 = time.perf_counter()
-    other = accomp if accomp is not None else Notes.empty()
-    a4_hz = tuned(mask_params, mix, sr, target, other).a4_hz
-    new_target, new_other = refine_parts([target, other], mix, sr, a4_hz=a4_hz)
-    moved = sum(int(np.sum(np.abs(np.sort(a.onset) - np.sort(b.onset)) > 1e-9))
-                for a, b in ((target, new_target), (other, new_other)))
-    msgs.say(f"note: onsets refined: {moved} of {len(target) + len(other)} notes moved "
+    target, accomp, moved = refine_score(target, accomp, mix, sr, mask=mask_params)
+    n = len(target) + (len(accomp) if accomp is not None else 0)
+    msgs.say(f"note: onsets refined: {moved} of {n} notes moved "
              f"[{time.perf_counter() - t0:.1f} s]")
-    return new_target, (new_other if accomp is not None else None)
+    return target, accomp
 
 
 def _align(target, accomp, mix: np.ndarray, sr: int, mix_path: Path, msgs: _Messages, *,

@@ -121,9 +121,12 @@ class Separator:
                 yield t, o
 
     def separate(self, audio, sr: int, score, accomp=None, *, part=None, accomp_part=None,
-                 align: bool = False, mono: bool = False, progress: bool | None = False,
-                 mask_params=None):
-        """``(target, other)`` for ``audio`` (see the module docstring)."""
+                 align: bool = False, refine_onsets: bool = False, mono: bool = False,
+                 progress: bool | None = False, mask_params=None):
+        """``(target, other)`` for ``audio`` (see the module docstring). ``align``: DTW-align
+        the score first (kept only where it explains the recording better);
+        ``refine_onsets``: then move each note to its pitch's nearest onset in the recording
+        (:mod:`guitarsep.score.onsets`)."""
         from guitarsep.separation.stream import ArraySource
 
         x, is_torch = _as_samples(audio)
@@ -135,6 +138,11 @@ class Separator:
                 (target, acc), _, _ = align_checked(
                     target, acc if acc is not None else Notes.empty(), x.mean(axis=1),
                     int(sr), mask=mask_params or self.model.mask)
+        if refine_onsets:
+            from guitarsep.score.onsets import refine_score
+
+            target, acc, _ = refine_score(target, acc, x.mean(axis=1), int(sr),
+                                          mask=mask_params or self.model.mask)
         pieces = list(self.stream(ArraySource(x, sr), target, acc, peak=float(np.abs(x).max()),
                                   level_db=gated_level_db(x.mean(axis=1), int(sr)), mono=mono, progress=progress, mask_params=mask_params))
         out = [np.concatenate([p[k] for p in pieces]) for k in (0, 1)]

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from guitarsep.config import MaskParams
 from guitarsep.score.notes import Notes
+from guitarsep.score.tuning import tuned
 
-__all__ = ["OnsetRefine", "pitch_novelty", "refine_onsets", "refine_parts"]
+__all__ = ["OnsetRefine", "pitch_novelty", "refine_onsets", "refine_parts", "refine_score"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +137,18 @@ def refine_parts(parts: list[Notes], mix: np.ndarray, sr: int, *,
         return list(parts)
     novelty = pitch_novelty(mix, sr, pitches, params=params, a4_hz=a4_hz)
     return [refine_onsets(n, novelty, pitches, sr, params=params) for n in parts]
+
+
+def refine_score(target: Notes, accomp: Notes | None, mix: np.ndarray, sr: int, *,
+                 mask: MaskParams = MaskParams(), params: OnsetRefine = OnsetRefine()
+                 ) -> tuple[Notes, Notes | None, int]:
+    """``(target, accomp, notes moved)``: both parts refined against the mono recording
+    ``mix (n,)`` at its tuning (:func:`guitarsep.score.tuning.tuned` of ``mask``); ``accomp``
+    None (no accompaniment score) stays None. What ``guitarsep separate --refine-onsets`` and
+    ``Separator.separate(refine_onsets=True)`` do."""
+    other = accomp if accomp is not None else Notes.empty()
+    a4_hz = tuned(mask, mix, sr, target, other).a4_hz
+    new_target, new_other = refine_parts([target, other], mix, sr, params=params, a4_hz=a4_hz)
+    moved = sum(len(set(zip(b.onset, b.pitch)) - set(zip(a.onset, a.pitch)))
+                for a, b in ((target, new_target), (other, new_other)))
+    return new_target, (new_other if accomp is not None else None), moved
