@@ -144,9 +144,14 @@ def test_plot_robustness_draws_a_panel_per_kind():
                 for al in (False, True):
                     rows.append(dict(clip_id="c0", kind=kind, level=lv, align=al, model=model,
                                      si_sdr=5.0 - 3 * lv))
-    fig = plot_robustness(pd.DataFrame(rows))
+    fig = plot_robustness(pd.DataFrame(rows))        # a table from before the refine column
     assert len(fig.axes) == len(kinds) == 7
     assert all(len(ax.lines) == 4 for ax in fig.axes)
+    refined = [dict(r, refine=True) for r in rows if r["model"] == "si_umx_soft"
+               and not r["align"]]
+    fig = plot_robustness(pd.DataFrame([dict(r, refine=False) for r in rows] + refined))
+    assert all(len(ax.lines) == 5 for ax in fig.axes)
+    assert sum(ln.get_linestyle() == ":" for ln in fig.axes[0].lines) == 1
     with pytest.raises(ValueError, match="lacks columns"):
         plot_robustness(pd.DataFrame({"kind": ["none"]}))
 
@@ -183,3 +188,23 @@ def test_run_robustness_detuned_recording_keeps_the_nmfs_clean_result(smoke_prof
     assert len(by_clip) == 2
     np.testing.assert_allclose(by_clip.detune_cents, by_clip["none"], atol=0.5)
     assert table[table.kind == "detune_cents"].onset_error_ms.max() < 1.0
+
+
+def test_run_robustness_refined_onsets_rows_for_the_refine_models(smoke_profile, smoke_corpus):
+    """``refine_models`` also separate with the onsets refined (`separate --refine-onsets`):
+    extra rows with ``refine`` True, only for them, and a jittered score's onsets move back
+    towards the true ones."""
+    from guitarsep.config import SETTINGS
+    from guitarsep.separation.score_nmf import ScoreNmf
+
+    cfg = RobustnessConfig(levels=(("onset_jitter", (0.2,)),), models=("nmf", "mask"),
+                           n_clips=2, align=(False,), refine_models=("nmf",))
+    profile = dataclasses.replace(smoke_profile, robustness=cfg)
+    nmf = ScoreNmf(SETTINGS["modern"], profile.mask)
+    table, _ = run_robustness(profile, smoke_corpus, progress=False,
+                              models={"nmf": nmf, "mask": _ScoreMask()})
+    refined = table[table.refine]
+    assert len(table) == 2 * 2 * 3 and set(refined.model) == {"nmf"} and len(refined) == 4
+    assert not (table["refine"] & table["align"]).any()
+    err = table[table.model == "nmf"].groupby(["kind", "refine"]).onset_error_ms.median()
+    assert err[("onset_jitter", True)] < 0.5 * err[("onset_jitter", False)], err

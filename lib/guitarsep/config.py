@@ -188,7 +188,8 @@ class RobustnessConfig:
     fractions of the notes for the others). Every
     condition is run with and without DTW alignment (``align``) for each of ``models``
     (trained ``setting`` models, and the shipped ``score_nmf``) on the first ``n_clips`` test
-    clips of ``scenario``.
+    clips of ``scenario``, and for those of ``refine_models`` among them with the onsets
+    refined too.
     """
 
     levels: tuple[tuple[str, tuple[float, ...]], ...] = (
@@ -206,6 +207,9 @@ class RobustnessConfig:
     scenario: str = "seen"
     n_clips: int = 6
     align: tuple[bool, ...] = (False, True)
+    # these models also separate with the score's onsets refined to the recording (what
+    # `guitarsep separate --refine-onsets` does; the score as given, not aligned)
+    refine_models: tuple[str, ...] = ("score_nmf",)
     seed: int = 0
 
 

@@ -199,6 +199,9 @@ ROBUSTNESS_PANELS: dict[str, tuple[str, str, float]] = {
     "early_offsets": ("Notes end early", "of each note's length cut (%)", 100.0),
     "detune_cents": ("Recording off A4 = 440 Hz", "played sharp by (cents)", 1.0),
 }
+#: (align, refine, line style, label) of each score fit drawn by :func:`plot_robustness`
+_ROBUSTNESS_FITS = ((False, False, "-", "as given"), (True, False, "--", "aligned"),
+                    (False, True, ":", "onsets refined"))
 ROBUSTNESS_MODELS: tuple[tuple[str, str], ...] = (
     ("si_umx_soft", "Open-unmix-Soft"), ("si_umx_binary", "Open-unmix-Binary"),
     ("score_nmf", "Shipped (score NMF)"))
@@ -207,14 +210,18 @@ ROBUSTNESS_MODELS: tuple[tuple[str, str], ...] = (
 def plot_robustness(df: pd.DataFrame) -> plt.Figure:
     """``figures/robustness.png`` (06_robustness.ipynb): median target SI-SDR against the size
     of each score error, one panel per kind; colour = model, solid = score as given, dashed =
-    after DTW alignment. Level 0 of every panel is the clean score. Input: the table of
-    :func:`guitarsep.evaluation.robustness.run_robustness`."""
+    after DTW alignment, dotted = onsets refined (where the table has such rows). Level 0 of
+    every panel is the clean score. Input: the table of
+    :func:`guitarsep.evaluation.robustness.run_robustness` (tables written before the
+    ``refine`` column have no refined rows)."""
     need = {"kind", "level", "align", "model", "si_sdr", "clip_id"}
     missing = need - set(df.columns)
     if missing:
         raise ValueError(f"robustness table lacks columns {sorted(missing)}")
     palette = _palette(ROBUSTNESS_MODELS)
     labels = dict(ROBUSTNESS_MODELS)
+    if "refine" not in df.columns:
+        df = df.assign(refine=False)
     clean = df[df["kind"] == "none"]
     counts = {}
     with plt.rc_context({**_RC, "axes.titlesize": 13, "axes.labelsize": 11,
@@ -231,20 +238,21 @@ def plot_robustness(df: pd.DataFrame) -> plt.Figure:
                         color="0.4")
                 continue
             for model, label in ROBUSTNESS_MODELS:
-                for aligned, ls in ((False, "-"), (True, "--")):
-                    m = sub[(sub["model"] == model) & (sub["align"] == aligned)]
+                for aligned, refined, ls, fit in _ROBUSTNESS_FITS:
+                    m = sub[(sub["model"] == model) & (sub["align"] == aligned)
+                            & (sub["refine"] == refined)]
                     if m.empty:
                         continue
                     med = m.groupby("level")["si_sdr"].median().sort_index()
                     ax.plot(med.index.to_numpy() * factor, med.to_numpy(), ls, marker="o",
                             color=palette[label], ms=4,
-                            label=f"{label}{', aligned' if aligned else ''}")
-                    counts[f"{kind}/{model}/{'aligned' if aligned else 'as given'}"] = int(
-                        m.groupby("level").size().min())
+                            label=label if fit == "as given" else f"{label}, {fit}")
+                    counts[f"{kind}/{model}/{fit}"] = int(m.groupby("level").size().min())
         axes[0].set_ylabel("median SI-SDR (dB)")
         handles, names = axes[0].get_legend_handles_labels()
         if handles:
-            fig.legend(handles, names, loc="outside lower center", ncol=6, frameon=False)
+            fig.legend(handles, names, loc="outside lower center", ncol=min(len(handles), 7),
+                       frameon=False)
         fig.suptitle("Target SI-SDR with an imperfect score")
     fig.guitarsep_meta = {"figure": "robustness", "models": labels,
                           "n_clips_per_point": counts}

@@ -6,7 +6,9 @@ module corrupts the true score of test clips in these ways, separates with the t
 score-informed models and the shipped score NMF (``RobustnessConfig.models``), with and
 without DTW alignment (what ``guitarsep separate --align`` does: ``guitarsep.score.align``,
 then the given score kept where it explains the recording better,
-``guitarsep.separation.score_fit``), and tabulates SI-SDR against the true target.
+``guitarsep.separation.score_fit``), the models of ``RobustnessConfig.refine_models`` also
+with each note's onset refined to the recording (``guitarsep separate --refine-onsets``:
+``guitarsep.score.onsets``), and tabulates SI-SDR against the true target.
 
     >>> df = run_robustness(profile, corpus)          # one row per clip x condition x model
     >>> fig = plot_robustness(df)                      # guitarsep.evaluation.figures.plot_robustness
@@ -64,8 +66,8 @@ __all__ = ["PERTURBATION_KINDS", "RECORDING_KINDS", "perturb_notes", "onset_erro
 #: perturbations of the recording rather than of the score (level: cents sharp)
 RECORDING_KINDS = ("detune_cents",)
 
-_RESULT_COLUMNS = ["clip_id", "combination", "kind", "level", "align", "model", "si_sdr",
-                   "onset_error_ms", "n_target_notes"]
+_RESULT_COLUMNS = ["clip_id", "combination", "kind", "level", "align", "refine", "model",
+                   "si_sdr", "onset_error_ms", "n_target_notes"]
 
 
 def _rng(seed: int, *keys) -> np.random.Generator:
@@ -127,8 +129,9 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
             either way.
 
     Returns:
-        ``table``: one row per clip x condition x align x model, columns ``clip_id,
-        combination, kind, level, align, model, si_sdr, onset_error_ms, n_target_notes``;
+        ``table``: one row per clip x condition x score fit (as given, aligned, onsets
+        refined) x model, columns ``clip_id, combination, kind, level, align, refine, model,
+        si_sdr, onset_error_ms, n_target_notes``;
         written to ``<results_dir>/robustness.csv``. ``timing``: seconds spent aligning and
         separating (summed over the clips), and the counts.
     """
@@ -161,12 +164,17 @@ def run_robustness(profile: Profile, corpus, *, device: str = "cpu", progress: b
     return table, timing
 
 
+def _score_fits(cfg) -> list[tuple[bool, bool]]:
+    """``(align, refine)`` of every score fit of the study: as given and aligned (``cfg.align``),
+    then onsets refined (for ``cfg.refine_models`` only)."""
+    return [(bool(a), False) for a in cfg.align] + [(False, True)] * bool(cfg.refine_models)
+
+
 def _robustness_of_clip(profile: Profile, clip, runs: dict, conditions: list,
                         device: str) -> tuple[list[dict], float, float]:
-    """Every condition x align x model of :func:`run_robustness` on one clip:
-    ``(rows, align seconds, separation seconds)``, with one torch / BLAS thread."""
+    """Every condition x score fit x model of :func:`run_robustness` on one clip:
+    ``(rows, score-fit seconds, separation seconds)``, with one torch / BLAS thread."""
     from guitarsep.evaluation.metrics import si_sdr
-    from guitarsep.separation.score_fit import align_checked
     from guitarsep.separation.separate import separate_clip
 
     cfg = profile.robustness
@@ -174,25 +182,38 @@ def _robustness_of_clip(profile: Profile, clip, runs: dict, conditions: list,
     with single_threaded():
         for kind, level in conditions:
             mix, true_target, target, accomp = _condition(clip, kind, level, cfg.seed)
-            for aligned in cfg.align:
-                t_n, a_n = target, accomp
-                if aligned:                      # what `guitarsep separate --align` does
-                    t0 = time.perf_counter()
-                    (t_n, a_n), _report, _choice = align_checked(target, accomp, mix, clip.sr,
-                                                                 mask=profile.mask)
-                    t_align += time.perf_counter() - t0
+            for aligned, refined in _score_fits(cfg):
+                t0 = time.perf_counter()
+                t_n, a_n = _fitted_score(target, accomp, mix, clip.sr, profile.mask,
+                                         aligned, refined)
+                t_align += time.perf_counter() - t0
                 true_notes = target if kind in RECORDING_KINDS else clip.target_notes
                 err = onset_error_ms(t_n, true_notes) if len(t_n) else float("nan")
                 for name, (model, model_setting) in runs.items():
+                    if refined and name not in cfg.refine_models:
+                        continue
                     t0 = time.perf_counter()
                     est = separate_clip(model, mix, t_n, a_n, model_setting, sr=clip.sr,
                                         mask_params=profile.mask, device=device)
                     t_sep += time.perf_counter() - t0
                     rows.append(dict(clip_id=clip.clip_id, combination=clip.combination,
-                                     kind=kind, level=level, align=bool(aligned), model=name,
-                                     si_sdr=float(si_sdr(est, true_target)),
+                                     kind=kind, level=level, align=aligned, refine=refined,
+                                     model=name, si_sdr=float(si_sdr(est, true_target)),
                                      onset_error_ms=err, n_target_notes=len(t_n)))
     return rows, t_align, t_sep
+
+
+def _fitted_score(target: Notes, accomp: Notes, mix: np.ndarray, sr: int, mask,
+                  aligned: bool, refined: bool) -> tuple[Notes, Notes]:
+    """The score as the separation gets it: as given, after what `guitarsep separate
+    --align` does, or after what `--refine-onsets` does."""
+    if aligned:
+        from guitarsep.separation.score_fit import align_checked
+        (target, accomp), _report, _choice = align_checked(target, accomp, mix, sr, mask=mask)
+    if refined:
+        from guitarsep.score.onsets import refine_score
+        target, accomp, _moved = refine_score(target, accomp, mix, sr, mask=mask)
+    return target, accomp
 
 
 def _condition(clip, kind: str, level: float, seed: int):
