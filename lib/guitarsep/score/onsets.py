@@ -79,11 +79,13 @@ def pitch_novelty(mix: np.ndarray, sr: int, pitches: np.ndarray, *,
     comb = _comb(np.asarray(pitches), sr, p, a4_hz).astype(np.float32)
     out = np.zeros((len(comb), n_frames), dtype=np.float32)
     block = max(1, round(p.block_s * sr / p.hop))
+    if len(x) < p.n_fft:
+        x = np.pad(x, (0, p.n_fft - len(x)))
+    all_frames = np.lib.stride_tricks.sliding_window_view(x, p.n_fft)[::p.hop]   # a view
     for f0 in range(0, n_frames, block):
         f1 = min(f0 + block, n_frames)
         g0 = max(f0 - p.lag, 0)                        # the lag's frames before the block
-        idx = np.arange(g0, f1)[:, None] * p.hop + np.arange(p.n_fft)[None, :]
-        frames = x[np.minimum(idx, len(x) - 1)] * window
+        frames = all_frames[g0:f1] * window
         log_mag = np.log1p(100.0 * np.abs(np.fft.rfft(frames, axis=1)) / ref).T   # (F, t)
         flux = np.zeros((log_mag.shape[0], f1 - f0), dtype=np.float32)
         cur = np.arange(f0, f1) - g0
