@@ -7,10 +7,11 @@ A hand-made score (a tab typed in, a MIDI part played along) is right about the 
 their order but loose in time, note by note. DTW alignment (:mod:`guitarsep.score.align`)
 fixes the tempo and a global offset, not each note; the score NMF tolerates about 50 ms and
 loses about 1 dB at +-200 ms (the robustness study). Here every note looks, within
-``radius_s`` of its written onset, for the frame where the recording's energy rises most in its
-own pitch's harmonics (:func:`pitch_novelty`: the log-magnitude flux averaged over a comb of
-``n_harmonics`` harmonics, ``1/k`` weighted, less its mean over the spectrum), weighted by a Gaussian of ``sigma_s`` around the
-written onset so that the nearest rise wins over a louder one farther off. The note moves
+``radius_s`` of its written onset, for the frame where the recording's energy rises most in
+its own pitch's harmonics (:func:`pitch_novelty`: the log-magnitude flux averaged over a comb
+of ``n_harmonics`` harmonics, ``1/k`` weighted, less its mean over the spectrum), weighted by
+a Gaussian of ``sigma_s`` around the written onset so that the nearest rise wins over a
+louder one farther off. The note moves
 there (its duration kept) only if that rise is ``min_gain`` times the strongest one within a
 frame and a half of where it was written, and at least ``min_rise``: a note already on an
 onset stays, and so does one with no onset of its pitch within reach.
