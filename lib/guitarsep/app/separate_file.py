@@ -3,7 +3,8 @@
 The user-facing path behind ``guitarsep separate`` (:mod:`guitarsep.app.cli`)::
 
     guitarsep separate MIX --score FILE [--part NAME|INDEX] [--accomp FILE [--accomp-part P]]
-                       [--model NAME|PATH] [--align] [--refine-onsets] [--other FILE] [--mono] -o OUT.wav
+                       [--model NAME|PATH] [--align] [--refine-onsets] [--other FILE]
+                       [--mono] -o OUT.wav
 
 and the same as a function, :func:`separate_file`, built on the Python API
 (:class:`guitarsep.app.separator.Separator`) and the streaming engine
