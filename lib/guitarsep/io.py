@@ -375,7 +375,7 @@ def run_doc_table(argv, description: str, compute, table, csv_path: Path,
                   markers: tuple[str, str]):
     """The command line of the scripts that write a table of docs/ablations.md
     (``scripts/nmf_dev.py``, ``nmf_diagnose.py``, ``nmf_ceiling.py``, ``oof_unison.py``,
-    ``oof_target_only.py``, ``align_guard_dev.py``):
+    ``oof_target_only.py``, ``align_guard_dev.py``, ``onset_refine_dev.py``):
     ``compute()`` gives the per-clip table (a DataFrame), written to ``csv_path``;
     ``table(scores)`` its markdown lines, written between ``markers`` of ``--doc``
     (docs/ablations.md) and printed with the wall time. Returns the per-clip table."""

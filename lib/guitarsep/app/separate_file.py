@@ -552,14 +552,17 @@ def separate_file(mix_path: str | os.PathLike, score_path: str | os.PathLike,
         _check_span(target, duration, score_path, mix_path, msgs, hint=" (are score and "
                     "recording the same piece? try --align)")
     report = None
-    if align:        # the alignment needs the whole (mono) recording in memory
-        target, accomp, report = _align(target, accomp, read_audio(mix_path)[0], sr,
-                                        mix_path, msgs, score_path=score_path, strict=strict,
+    # the alignment and the onset refinement need the whole (mono) recording in memory
+    mono_mix = read_audio(mix_path)[0] if align or refine_onsets else None
+    if align:
+        target, accomp, report = _align(target, accomp, mono_mix, sr, mix_path, msgs,
+                                        score_path=score_path, strict=strict,
                                         mask_params=mask_params)
         _check_span(target, duration, score_path, mix_path, msgs, hint="")
-    if refine_onsets:             # like the alignment, it reads the whole (mono) recording
-        target, accomp = _refine(target, accomp, read_audio(mix_path)[0], sr, msgs,
+    if refine_onsets:
+        target, accomp = _refine(target, accomp, mono_mix, sr, msgs,
                                  mask_params=mask_params or lm.mask)
+    del mono_mix                  # not held through the block-wise separation
     msgs.flush()                  # after the alignment: with --strict, it is a check too
     from guitarsep.app.separator import Separator
 
